@@ -1,0 +1,244 @@
+//! Enrollment program (ADE) tokens: the key pair whose certificate goes to Apple Business
+//! Manager, and the server token credentials that come back. Both secrets are sealed with
+//! the master key; the row keeps only their ciphertexts.
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use time::OffsetDateTime;
+
+use crate::audit::{NewAuditEntry, record};
+use crate::{Store, StoreError, from_millis, opt_from_millis, to_millis};
+
+/// A stored token with the counts of what depends on it. No secrets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdeTokenRecord {
+    pub id: i64,
+    pub name: String,
+    pub apple_id: Option<String>,
+    pub certificate_pem: String,
+    /// True once a server token has been stored.
+    pub has_credentials: bool,
+    /// SHA-256 (hex) of the OAuth consumer key: which ABM MDM server the credentials belong to.
+    pub consumer_key_hash: Option<String>,
+    pub expires_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+    pub activated_at: Option<OffsetDateTime>,
+    pub renewed_at: Option<OffsetDateTime>,
+    pub updated_at: OffsetDateTime,
+    /// Incremented on every change; writers pass the version they read.
+    pub version: i64,
+    pub device_count: i64,
+    pub profile_count: i64,
+}
+
+/// Server token credentials to store on a token.
+pub struct NewCredentials<'a> {
+    /// The credentials JSON (Apple's five fields).
+    pub json: &'a SecretString,
+    pub consumer_key_hash: &'a str,
+    pub expires_at: OffsetDateTime,
+    pub apple_id: &'a str,
+}
+
+const SELECT: &str = "SELECT t.id, t.name, t.apple_id, t.certificate_pem, CASE WHEN t.credentials_enc IS NULL THEN 0 ELSE 1 END AS has_credentials, \
+     t.consumer_key_hash, t.expires_at, t.created_at, t.activated_at, t.renewed_at, t.updated_at, t.version, \
+     (SELECT COUNT(*) FROM ade_devices d WHERE d.token_id = t.id) AS device_count, \
+     (SELECT COUNT(*) FROM ade_profiles p WHERE p.token_id = t.id) AS profile_count \
+     FROM ade_tokens t";
+
+fn aad(id: i64, field: &str) -> String {
+    format!("ade_token:{id}:{field}")
+}
+
+/// The key used for case-insensitive name uniqueness.
+pub fn name_key(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
+fn from_row(row: &AnyRow) -> Result<AdeTokenRecord, StoreError> {
+    Ok(AdeTokenRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        apple_id: row.try_get("apple_id")?,
+        certificate_pem: row.try_get("certificate_pem")?,
+        has_credentials: row.try_get::<i64, _>("has_credentials")? != 0,
+        consumer_key_hash: row.try_get("consumer_key_hash")?,
+        expires_at: opt_from_millis(row.try_get("expires_at")?)?,
+        created_at: from_millis(row.try_get("created_at")?)?,
+        activated_at: opt_from_millis(row.try_get("activated_at")?)?,
+        renewed_at: opt_from_millis(row.try_get("renewed_at")?)?,
+        updated_at: from_millis(row.try_get("updated_at")?)?,
+        version: row.try_get("version")?,
+        device_count: row.try_get("device_count")?,
+        profile_count: row.try_get("profile_count")?,
+    })
+}
+
+impl Store {
+    /// Stores a new pending token with its key pair. The id is assigned here and written
+    /// into `audit` as its target.
+    pub async fn ade_token_create(
+        &self,
+        name: &str,
+        private_key_pem: &SecretString,
+        certificate_pem: &str,
+        now: OffsetDateTime,
+        audit: NewAuditEntry,
+    ) -> Result<AdeTokenRecord, StoreError> {
+        let mut tx = self.begin_write().await?;
+        // The ciphertext is bound to the row id, which exists only after the insert; a
+        // placeholder never leaves the transaction.
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO ade_tokens (name, name_key, certificate_pem, private_key_enc, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+        )
+        .bind(name)
+        .bind(name_key(name))
+        .bind(certificate_pem)
+        .bind(Vec::<u8>::new())
+        .bind(to_millis(now))
+        .fetch_one(&mut *tx)
+        .await?;
+        let sealed = self.master_key().seal(&aad(id, "private_key"), private_key_pem.expose_secret().as_bytes())?;
+        sqlx::query("UPDATE ade_tokens SET private_key_enc = $1 WHERE id = $2")
+            .bind(sealed)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        record(&mut tx, &audit.target(id)).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE t.id = $1")))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let token = from_row(&row)?;
+        tx.commit().await?;
+        Ok(token)
+    }
+
+    pub async fn ade_token_list(&self) -> Result<Vec<AdeTokenRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} ORDER BY t.id")))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    pub async fn ade_token_get(&self, id: i64) -> Result<Option<AdeTokenRecord>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE t.id = $1")))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// The token whose name equals `name` ignoring case and surrounding spaces.
+    pub async fn ade_token_find_by_name(&self, name: &str) -> Result<Option<AdeTokenRecord>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE t.name_key = $1")))
+            .bind(name_key(name))
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// The token already holding credentials of this ABM MDM server, if any.
+    pub async fn ade_token_find_by_consumer_key_hash(
+        &self,
+        hash: &str,
+    ) -> Result<Option<AdeTokenRecord>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE t.consumer_key_hash = $1")))
+            .bind(hash)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// The token's private key (PEM), decrypted.
+    pub async fn ade_token_private_key(&self, id: i64) -> Result<Option<SecretString>, StoreError> {
+        let sealed: Option<Vec<u8>> = sqlx::query_scalar("SELECT private_key_enc FROM ade_tokens WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        sealed
+            .map(|s| Ok(SecretString::from(self.master_key().open_string(&aad(id, "private_key"), &s)?.as_str())))
+            .transpose()
+    }
+
+    /// The token's server token credentials (JSON), decrypted; `None` while pending.
+    pub async fn ade_token_credentials(&self, id: i64) -> Result<Option<SecretString>, StoreError> {
+        let sealed: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT credentials_enc FROM ade_tokens WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?;
+        sealed
+            .flatten()
+            .map(|s| Ok(SecretString::from(self.master_key().open_string(&aad(id, "credentials"), &s)?.as_str())))
+            .transpose()
+    }
+
+    /// Stores server token credentials on a token read at `expected_version`: the first
+    /// upload (pending → active) or a renewal in place. Fails with
+    /// [`StoreError::Concurrent`] if the token changed since it was read, leaving it as it was.
+    pub async fn ade_token_store_credentials(
+        &self,
+        id: i64,
+        expected_version: i64,
+        creds: &NewCredentials<'_>,
+        now: OffsetDateTime,
+        audit: NewAuditEntry,
+    ) -> Result<AdeTokenRecord, StoreError> {
+        let sealed = self.master_key().seal(&aad(id, "credentials"), creds.json.expose_secret().as_bytes())?;
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query(
+            "UPDATE ade_tokens SET credentials_enc = $1, consumer_key_hash = $2, expires_at = $3, apple_id = $4, \
+               activated_at = COALESCE(activated_at, $5), \
+               renewed_at = CASE WHEN credentials_enc IS NULL THEN renewed_at ELSE $5 END, \
+               updated_at = $5, version = version + 1 \
+             WHERE id = $6 AND version = $7",
+        )
+        .bind(sealed)
+        .bind(creds.consumer_key_hash)
+        .bind(to_millis(creds.expires_at))
+        .bind(creds.apple_id)
+        .bind(to_millis(now))
+        .bind(id)
+        .bind(expected_version)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated != 1 {
+            return Err(StoreError::Concurrent);
+        }
+        record(&mut tx, &audit.target(id)).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE t.id = $1")))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let token = from_row(&row)?;
+        tx.commit().await?;
+        Ok(token)
+    }
+
+    /// Deletes a token read at `expected_version`, with its key material. The schema
+    /// refuses (as [`StoreError::Constraint`]) while devices or profiles still refer to it.
+    pub async fn ade_token_delete(
+        &self,
+        id: i64,
+        expected_version: i64,
+        audit: NewAuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let deleted = sqlx::query("DELETE FROM ade_tokens WHERE id = $1 AND version = $2")
+            .bind(id)
+            .bind(expected_version)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted != 1 {
+            return Err(StoreError::Concurrent);
+        }
+        record(&mut tx, &audit.target(id)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

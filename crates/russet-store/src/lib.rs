@@ -1,0 +1,232 @@
+//! Russet's persistence: the database (SQLite by default, PostgreSQL to grow past one
+//! machine), its migrations, and the encryption of secrets at rest.
+//!
+//! One implementation serves both backends: the SQL is written once with `$N` parameters,
+//! which SQLite and PostgreSQL both accept, and runs through sqlx's `Any` driver, so the
+//! two cannot drift apart in behaviour; where the dialects differ, [`Backend`] chooses.
+//! Each backend has its own migration directory with the same tables and columns (a test
+//! compares them). Times are stored as Unix epoch milliseconds, secrets only as ciphertexts
+//! sealed by [`crypto::MasterKey`]. Every mutating method writes its audit entry in the same
+//! transaction as the change, so the audit log cannot miss or invent a change.
+//!
+//! The store holds no business rules: callers (the `russet-core` domain) decide what may
+//! change; the store makes it durable, atomic and secret.
+
+pub mod admin_keys;
+pub mod ade_tokens;
+pub mod audit;
+pub mod crypto;
+mod error;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+use time::OffsetDateTime;
+
+pub use error::StoreError;
+
+use crate::crypto::{MasterKey, MasterKeySource};
+
+/// The database behind a [`Store`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Connection settings for [`Store::open`].
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
+    pub url: String,
+    /// Upper bound on pooled connections.
+    pub max_connections: u32,
+}
+
+impl StoreOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        StoreOptions { url: url.into(), max_connections: 10 }
+    }
+}
+
+/// A handle on the database; cheap to clone and share between tasks.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    key: Arc<MasterKey>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend).finish_non_exhaustive()
+    }
+}
+
+const MASTER_KEY_CHECK: &str = "master_key_check";
+const MASTER_KEY_CHECK_PLAINTEXT: &[u8] = b"russet master key check v1";
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl Store {
+    /// Connects, applies pending migrations and checks that `key` is the master key this
+    /// database's secrets were sealed with. Several processes may do this at once on one
+    /// PostgreSQL database: migrations take a lock, the key check is first-writer-wins.
+    pub async fn open(options: &StoreOptions, key: MasterKey) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if options.url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if options.url.starts_with("postgres://") || options.url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl { url: redact_url(&options.url) });
+        };
+        let connect = AnyConnectOptions::from_str(&options.url)
+            .map_err(|e| StoreError::Connect { url: redact_url(&options.url), detail: e.to_string() })?;
+        let mut pool = AnyPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10));
+        if backend == Backend::Sqlite {
+            pool = pool.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // WAL lets readers run beside the writer; secure_delete overwrites deleted
+                    // rows, so removed key material does not linger in free pages.
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA secure_delete = ON; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool
+            .connect_with(connect)
+            .await
+            .map_err(|e| StoreError::Connect { url: redact_url(&options.url), detail: e.to_string() })?;
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&pool).await?;
+        let store = Store { pool, backend, key: Arc::new(key) };
+        store.check_master_key().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The master key (for sealing values in tests and tools; never leaves the process).
+    pub fn master_key(&self) -> &MasterKey {
+        &self.key
+    }
+
+    /// True when the database answers a trivial query within `timeout`.
+    pub async fn ping(&self, timeout: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(&self.pool)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Closes every pooled connection (for a clean shutdown).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`), so two writers queue on the busy timeout instead of one failing when
+    /// it upgrades a read lock.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    async fn check_master_key(&self) -> Result<(), StoreError> {
+        let aad = "settings:master_key_check";
+        let sealed = self.key.seal(aad, MASTER_KEY_CHECK_PLAINTEXT)?;
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(MASTER_KEY_CHECK)
+            .bind(STANDARD.encode(&sealed))
+            .execute(&self.pool)
+            .await?;
+        let stored: String = sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(MASTER_KEY_CHECK)
+            .fetch_one(&self.pool)
+            .await?;
+        let ok = STANDARD
+            .decode(stored.trim())
+            .ok()
+            .and_then(|bytes| self.key.open(aad, &bytes).ok())
+            .is_some_and(|plain| plain.as_slice() == MASTER_KEY_CHECK_PLAINTEXT);
+        if ok {
+            Ok(())
+        } else {
+            Err(StoreError::MasterKeyMismatch { source_desc: describe_source(self.key.source()) })
+        }
+    }
+}
+
+fn describe_source(source: &MasterKeySource) -> String {
+    match source {
+        MasterKeySource::Environment => "RUSSET_MASTER_KEY".to_string(),
+        MasterKeySource::File(p) => p.display().to_string(),
+        MasterKeySource::Created(p) => format!("{} (just created)", p.display()),
+    }
+}
+
+/// Hides a password in a database URL before it goes into a message or a log.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((userinfo, host)) = rest.split_once('@')
+        && let Some((user, _password)) = userinfo.split_once(':')
+    {
+        return format!("{scheme}://{user}:***@{host}");
+    }
+    url.to_string()
+}
+
+pub(crate) fn to_millis(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub(crate) fn from_millis(ms: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map_err(|_| StoreError::Corrupt(format!("timestamp {ms} is out of range")))
+}
+
+pub(crate) fn opt_from_millis(ms: Option<i64>) -> Result<Option<OffsetDateTime>, StoreError> {
+    ms.map(from_millis).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite://./x.db"), "sqlite://./x.db");
+    }
+}
