@@ -1,1 +1,80 @@
-//! russet-server
+//! Russet's HTTP side: the admin API under `/api/v1` with its OpenAPI document, health
+//! checks, and (in later issues) the device-facing endpoints `/mdm`, `/scep`, `/enroll` and
+//! `/.well-known/…` and the web console.
+//!
+//! Handlers translate HTTP to calls on [`russet_core::Core`] and back; they hold no business
+//! rules. [`config`] reads `russet.toml`, the environment and flags; [`serve`] opens the
+//! data directory and the database and runs the server until it is told to stop.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod serve;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{Request, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use russet_core::Core;
+use serde_json::json;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub core: Core,
+    /// Base of every device-facing URL, without a trailing slash.
+    pub public_url: Arc<str>,
+}
+
+/// How long one request may take before it is answered with 408.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `GET /healthz`: the process is alive.
+async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "alive" }))
+}
+
+/// `GET /readyz`: the database answers.
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let backend = state.core.store.backend().as_str();
+    if state.core.store.ping(Duration::from_secs(2)).await {
+        (StatusCode::OK, Json(json!({ "status": "ready", "database": backend })))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "database": backend, "message": "the database does not answer" })),
+        )
+    }
+}
+
+/// The whole application.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .nest("/api/v1", api::router(state.clone()))
+        .with_state(state)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            // Method and path only: query strings and headers (the admin key) are never logged.
+            let id = req
+                .extensions()
+                .get::<RequestId>()
+                .and_then(|id| id.header_value().to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}

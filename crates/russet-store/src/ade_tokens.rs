@@ -100,7 +100,9 @@ impl Store {
         .bind(to_millis(now))
         .fetch_one(&mut *tx)
         .await?;
-        let sealed = self.master_key().seal(&aad(id, "private_key"), private_key_pem.expose_secret().as_bytes())?;
+        let sealed = self
+            .master_key()
+            .seal(&aad(id, "private_key"), private_key_pem.expose_secret().as_bytes())?;
         sqlx::query("UPDATE ade_tokens SET private_key_enc = $1 WHERE id = $2")
             .bind(sealed)
             .bind(id)
@@ -141,10 +143,7 @@ impl Store {
     }
 
     /// The token already holding credentials of this ABM MDM server, if any.
-    pub async fn ade_token_find_by_consumer_key_hash(
-        &self,
-        hash: &str,
-    ) -> Result<Option<AdeTokenRecord>, StoreError> {
+    pub async fn ade_token_find_by_consumer_key_hash(&self, hash: &str) -> Result<Option<AdeTokenRecord>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE t.consumer_key_hash = $1")))
             .bind(hash)
             .fetch_optional(self.pool())
@@ -159,7 +158,11 @@ impl Store {
             .fetch_optional(self.pool())
             .await?;
         sealed
-            .map(|s| Ok(SecretString::from(self.master_key().open_string(&aad(id, "private_key"), &s)?.as_str())))
+            .map(|s| {
+                Ok(SecretString::from(
+                    self.master_key().open_string(&aad(id, "private_key"), &s)?.as_str(),
+                ))
+            })
             .transpose()
     }
 
@@ -172,7 +175,11 @@ impl Store {
                 .await?;
         sealed
             .flatten()
-            .map(|s| Ok(SecretString::from(self.master_key().open_string(&aad(id, "credentials"), &s)?.as_str())))
+            .map(|s| {
+                Ok(SecretString::from(
+                    self.master_key().open_string(&aad(id, "credentials"), &s)?.as_str(),
+                ))
+            })
             .transpose()
     }
 
@@ -187,7 +194,9 @@ impl Store {
         now: OffsetDateTime,
         audit: NewAuditEntry,
     ) -> Result<AdeTokenRecord, StoreError> {
-        let sealed = self.master_key().seal(&aad(id, "credentials"), creds.json.expose_secret().as_bytes())?;
+        let sealed = self
+            .master_key()
+            .seal(&aad(id, "credentials"), creds.json.expose_secret().as_bytes())?;
         let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
             "UPDATE ade_tokens SET credentials_enc = $1, consumer_key_hash = $2, expires_at = $3, apple_id = $4, \

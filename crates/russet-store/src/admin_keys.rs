@@ -41,7 +41,10 @@ fn hash(secret: &str) -> String {
 fn generate() -> Result<SecretString, StoreError> {
     let mut raw = zeroize::Zeroizing::new([0u8; 32]);
     random_bytes(raw.as_mut_slice())?;
-    Ok(SecretString::from(format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(raw.as_slice()))))
+    Ok(SecretString::from(format!(
+        "{KEY_PREFIX}{}",
+        URL_SAFE_NO_PAD.encode(raw.as_slice())
+    )))
 }
 
 async fn insert(
@@ -60,7 +63,13 @@ async fn insert(
     .bind(to_millis(now))
     .fetch_one(&mut *conn)
     .await?;
-    Ok(AdminKey { id, name: name.to_string(), prefix, created_at: now, revoked_at: None })
+    Ok(AdminKey {
+        id,
+        name: name.to_string(),
+        prefix,
+        created_at: now,
+        revoked_at: None,
+    })
 }
 
 impl Store {
@@ -110,7 +119,9 @@ impl Store {
             .await?;
         let secret = generate()?;
         let key = insert(&mut tx, name, &secret, now).await?;
-        let audit = audit.target(key.id).details(serde_json::json!({ "revoked_keys": revoked, "new_key_prefix": key.prefix }));
+        let audit = audit
+            .target(key.id)
+            .details(serde_json::json!({ "revoked_keys": revoked, "new_key_prefix": key.prefix }));
         record(&mut tx, &audit).await?;
         tx.commit().await?;
         Ok((NewAdminKey { key, secret }, revoked))

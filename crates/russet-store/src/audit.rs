@@ -19,16 +19,25 @@ pub struct Actor {
 
 impl Actor {
     pub fn admin_key(id: i64, name: &str) -> Actor {
-        Actor { label: format!("admin-key:{id} ({name})"), key_id: Some(id) }
+        Actor {
+            label: format!("admin-key:{id} ({name})"),
+            key_id: Some(id),
+        }
     }
 
     /// A command run on the server machine itself with access to the database.
     pub fn local(command: &str) -> Actor {
-        Actor { label: format!("local: {command}"), key_id: None }
+        Actor {
+            label: format!("local: {command}"),
+            key_id: None,
+        }
     }
 
     pub fn system() -> Actor {
-        Actor { label: "system".to_string(), key_id: None }
+        Actor {
+            label: "system".to_string(),
+            key_id: None,
+        }
     }
 }
 
@@ -94,10 +103,7 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
-pub(crate) async fn record(
-    conn: &mut sqlx::AnyConnection,
-    entry: &NewAuditEntry,
-) -> Result<(), StoreError> {
+pub(crate) async fn record(conn: &mut sqlx::AnyConnection, entry: &NewAuditEntry) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO audit_log (at, actor, actor_key_id, action, target_type, target_id, summary, details) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

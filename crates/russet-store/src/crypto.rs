@@ -61,7 +61,9 @@ pub struct MasterKey {
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MasterKey").field("source", &self.source).finish_non_exhaustive()
+        f.debug_struct("MasterKey")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
     }
 }
 
@@ -72,9 +74,14 @@ impl MasterKey {
             MasterKeySource::Environment => "from RUSSET_MASTER_KEY".to_string(),
             MasterKeySource::File(p) | MasterKeySource::Created(p) => format!("in {}", p.display()),
         };
-        let bytes = Zeroizing::new(STANDARD.decode(value.trim()).map_err(|e| {
-            CryptoError::InvalidMasterKey { origin: origin.clone(), detail: format!("not base64 ({e})") }
-        })?);
+        let bytes = Zeroizing::new(
+            STANDARD
+                .decode(value.trim())
+                .map_err(|e| CryptoError::InvalidMasterKey {
+                    origin: origin.clone(),
+                    detail: format!("not base64 ({e})"),
+                })?,
+        );
         if bytes.len() != MASTER_KEY_LEN {
             return Err(CryptoError::InvalidMasterKey {
                 origin,
@@ -85,12 +92,18 @@ impl MasterKey {
             origin,
             detail: "wrong length".into(),
         })?;
-        Ok(MasterKey { cipher: Aes256Gcm::new(&key), source })
+        Ok(MasterKey {
+            cipher: Aes256Gcm::new(&key),
+            source,
+        })
     }
 
     /// Reads `path`, or creates it with a fresh random key (mode 0600) when it does not exist.
     pub fn load_or_create(path: &Path) -> Result<Self, CryptoError> {
-        let file_err = |e: std::io::Error| CryptoError::MasterKeyFile { path: path.to_path_buf(), detail: e.to_string() };
+        let file_err = |e: std::io::Error| CryptoError::MasterKeyFile {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        };
         match fs::read_to_string(path) {
             Ok(text) => {
                 let text = Zeroizing::new(text);
@@ -122,7 +135,13 @@ impl MasterKey {
         random_bytes(&mut nonce)?;
         let ciphertext = self
             .cipher
-            .encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad: aad.as_bytes() })
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: aad.as_bytes(),
+                },
+            )
             .map_err(|_| CryptoError::Open { aad: aad.to_string() })?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
         out.push(SEAL_VERSION);
@@ -140,7 +159,13 @@ impl MasterKey {
         let nonce: [u8; NONCE_LEN] = sealed[1..1 + NONCE_LEN].try_into().map_err(|_| fail())?;
         let plain = self
             .cipher
-            .decrypt(&Nonce::from(nonce), Payload { msg: &sealed[1 + NONCE_LEN..], aad: aad.as_bytes() })
+            .decrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: &sealed[1 + NONCE_LEN..],
+                    aad: aad.as_bytes(),
+                },
+            )
             .map_err(|_| fail())?;
         Ok(Zeroizing::new(plain))
     }
@@ -166,7 +191,10 @@ pub fn write_private_file(path: &Path, contents: &[u8], create_new: bool) -> std
     if create_new && path.exists() {
         return Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "file exists"));
     }
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
     let mut suffix = [0u8; 8];
     getrandom::fill(&mut suffix).map_err(std::io::Error::other)?;
@@ -213,7 +241,10 @@ mod tests {
         let k = key();
         let sealed = k.seal("ade_token:1:private_key", b"secret").unwrap();
         assert_ne!(&sealed[1 + NONCE_LEN..], b"secret");
-        assert_eq!(k.open("ade_token:1:private_key", &sealed).unwrap().as_slice(), b"secret");
+        assert_eq!(
+            k.open("ade_token:1:private_key", &sealed).unwrap().as_slice(),
+            b"secret"
+        );
         // Bound to its place: another row or field does not open it.
         assert!(k.open("ade_token:2:private_key", &sealed).is_err());
         // Two seals of the same value differ (fresh nonce).

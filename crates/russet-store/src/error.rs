@@ -38,7 +38,10 @@ impl From<sqlx::Error> for StoreError {
                 || db.message().contains("FOREIGN KEY constraint failed"))
         {
             return StoreError::Constraint {
-                constraint: db.constraint().map(str::to_string).unwrap_or_else(|| db.message().to_string()),
+                constraint: db
+                    .constraint()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| db.message().to_string()),
             };
         }
         StoreError::Database(e)

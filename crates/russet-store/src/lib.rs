@@ -12,8 +12,8 @@
 //! The store holds no business rules: callers (the `russet-core` domain) decide what may
 //! change; the store makes it durable, atomic and secret.
 
-pub mod admin_keys;
 pub mod ade_tokens;
+pub mod admin_keys;
 pub mod audit;
 pub mod crypto;
 mod error;
@@ -59,7 +59,10 @@ pub struct StoreOptions {
 
 impl StoreOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        StoreOptions { url: url.into(), max_connections: 10 }
+        StoreOptions {
+            url: url.into(),
+            max_connections: 10,
+        }
     }
 }
 
@@ -73,7 +76,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("backend", &self.backend).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
     }
 }
 
@@ -94,10 +99,14 @@ impl Store {
         } else if options.url.starts_with("postgres://") || options.url.starts_with("postgresql://") {
             Backend::Postgres
         } else {
-            return Err(StoreError::UnsupportedUrl { url: redact_url(&options.url) });
+            return Err(StoreError::UnsupportedUrl {
+                url: redact_url(&options.url),
+            });
         };
-        let connect = AnyConnectOptions::from_str(&options.url)
-            .map_err(|e| StoreError::Connect { url: redact_url(&options.url), detail: e.to_string() })?;
+        let connect = AnyConnectOptions::from_str(&options.url).map_err(|e| StoreError::Connect {
+            url: redact_url(&options.url),
+            detail: e.to_string(),
+        })?;
         let mut pool = AnyPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10));
@@ -112,16 +121,20 @@ impl Store {
                 })
             });
         }
-        let pool = pool
-            .connect_with(connect)
-            .await
-            .map_err(|e| StoreError::Connect { url: redact_url(&options.url), detail: e.to_string() })?;
+        let pool = pool.connect_with(connect).await.map_err(|e| StoreError::Connect {
+            url: redact_url(&options.url),
+            detail: e.to_string(),
+        })?;
         let migrator = match backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&pool).await?;
-        let store = Store { pool, backend, key: Arc::new(key) };
+        let store = Store {
+            pool,
+            backend,
+            key: Arc::new(key),
+        };
         store.check_master_key().await?;
         Ok(store)
     }
@@ -182,7 +195,9 @@ impl Store {
         if ok {
             Ok(())
         } else {
-            Err(StoreError::MasterKeyMismatch { source_desc: describe_source(self.key.source()) })
+            Err(StoreError::MasterKeyMismatch {
+                source_desc: describe_source(self.key.source()),
+            })
         }
     }
 }
@@ -225,7 +240,10 @@ mod tests {
 
     #[test]
     fn urls_are_redacted() {
-        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://./x.db"), "sqlite://./x.db");
     }

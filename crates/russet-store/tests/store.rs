@@ -22,7 +22,13 @@ async fn open(db: &TestDb, byte: u8) -> Result<Store, StoreError> {
 }
 
 fn entry(action: &str, summary: &str) -> NewAuditEntry {
-    NewAuditEntry::new(NOW, &Actor::admin_key(1, "initial"), action, "ade_token", summary.to_string())
+    NewAuditEntry::new(
+        NOW,
+        &Actor::admin_key(1, "initial"),
+        action,
+        "ade_token",
+        summary.to_string(),
+    )
 }
 
 async fn add_device(db: &TestDb, token_id: i64) {
@@ -70,25 +76,70 @@ async fn unsupported_url_is_explained() {
 async fn admin_keys_bootstrap_once_verify_and_rotate() {
     for db in TestDb::all("store::admin_keys").await {
         let store = open(&db, 1).await.unwrap();
-        let audit = NewAuditEntry::new(NOW, &Actor::system(), "admin_key.create", "admin_key", "first key".into());
-        let first = store.admin_key_bootstrap(NOW, audit.clone()).await.unwrap().expect("first start makes a key");
+        let audit = NewAuditEntry::new(
+            NOW,
+            &Actor::system(),
+            "admin_key.create",
+            "admin_key",
+            "first key".into(),
+        );
+        let first = store
+            .admin_key_bootstrap(NOW, audit.clone())
+            .await
+            .unwrap()
+            .expect("first start makes a key");
         assert!(first.secret.expose_secret().starts_with("rst_"));
-        assert!(store.admin_key_bootstrap(NOW, audit.clone()).await.unwrap().is_none(), "only once");
-        let found = store.admin_key_verify(first.secret.expose_secret()).await.unwrap().unwrap();
+        assert!(
+            store.admin_key_bootstrap(NOW, audit.clone()).await.unwrap().is_none(),
+            "only once"
+        );
+        let found = store
+            .admin_key_verify(first.secret.expose_secret())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(found.id, first.key.id);
         assert!(store.admin_key_verify("rst_wrong").await.unwrap().is_none());
 
-        let rot = NewAuditEntry::new(NOW, &Actor::local("russet admin-key rotate"), "admin_key.rotate", "admin_key", "rotated".into());
+        let rot = NewAuditEntry::new(
+            NOW,
+            &Actor::local("russet admin-key rotate"),
+            "admin_key.rotate",
+            "admin_key",
+            "rotated".into(),
+        );
         let (second, revoked) = store.admin_key_rotate("rotated", NOW, rot).await.unwrap();
         assert_eq!(revoked, 1);
-        assert!(store.admin_key_verify(first.secret.expose_secret()).await.unwrap().is_none(), "old key revoked");
-        assert!(store.admin_key_verify(second.secret.expose_secret()).await.unwrap().is_some());
+        assert!(
+            store
+                .admin_key_verify(first.secret.expose_secret())
+                .await
+                .unwrap()
+                .is_none(),
+            "old key revoked"
+        );
+        assert!(
+            store
+                .admin_key_verify(second.secret.expose_secret())
+                .await
+                .unwrap()
+                .is_some()
+        );
         // Only hashes are stored.
         let dump = db.dump();
         assert!(!contains(&dump, second.secret.expose_secret().as_bytes()));
         assert!(!contains(&dump, first.secret.expose_secret().as_bytes()));
-        let log = store.audit_list(&AuditQuery { limit: 10, ..Default::default() }).await.unwrap();
-        assert_eq!(log.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["admin_key.rotate", "admin_key.create"]);
+        let log = store
+            .audit_list(&AuditQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            log.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+            ["admin_key.rotate", "admin_key.create"]
+        );
     }
 }
 
@@ -96,20 +147,42 @@ async fn admin_keys_bootstrap_once_verify_and_rotate() {
 async fn token_lifecycle_with_audit_and_secrets_sealed() {
     for db in TestDb::all("store::token_lifecycle").await {
         let store = open(&db, 1).await.unwrap();
-        let private_key = SecretString::from("-----BEGIN PRIVATE KEY-----\nSECRET-KEY-MATERIAL-1234\n-----END PRIVATE KEY-----\n");
+        let private_key =
+            SecretString::from("-----BEGIN PRIVATE KEY-----\nSECRET-KEY-MATERIAL-1234\n-----END PRIVATE KEY-----\n");
         let t = store
-            .ade_token_create("Main ABM", &private_key, "-----BEGIN CERTIFICATE-----\nCERT\n", NOW, entry("ade_token.create", "created"))
+            .ade_token_create(
+                "Main ABM",
+                &private_key,
+                "-----BEGIN CERTIFICATE-----\nCERT\n",
+                NOW,
+                entry("ade_token.create", "created"),
+            )
             .await
             .unwrap();
         assert!(!t.has_credentials);
         assert_eq!((t.device_count, t.profile_count, t.version), (0, 0, 1));
-        assert_eq!(store.ade_token_find_by_name("  main abm ").await.unwrap().unwrap().id, t.id);
+        assert_eq!(
+            store.ade_token_find_by_name("  main abm ").await.unwrap().unwrap().id,
+            t.id
+        );
         // Names are unique regardless of case.
-        let dup = store.ade_token_create("MAIN ABM", &private_key, "c", NOW, entry("ade_token.create", "x")).await;
+        let dup = store
+            .ade_token_create("MAIN ABM", &private_key, "c", NOW, entry("ade_token.create", "x"))
+            .await;
         assert!(matches!(dup, Err(StoreError::Constraint { .. })), "{dup:?}");
-        assert_eq!(store.ade_token_private_key(t.id).await.unwrap().unwrap().expose_secret(), private_key.expose_secret());
+        assert_eq!(
+            store
+                .ade_token_private_key(t.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .expose_secret(),
+            private_key.expose_secret()
+        );
 
-        let creds_json = SecretString::from(r#"{"consumer_key":"CK_PLAIN","consumer_secret":"CS_TOPSECRET","access_token":"AT_TOPSECRET","access_secret":"AS_TOPSECRET","access_token_expiry":"2027-01-01T00:00:00Z"}"#);
+        let creds_json = SecretString::from(
+            r#"{"consumer_key":"CK_PLAIN","consumer_secret":"CS_TOPSECRET","access_token":"AT_TOPSECRET","access_secret":"AS_TOPSECRET","access_token_expiry":"2027-01-01T00:00:00Z"}"#,
+        );
         let creds = NewCredentials {
             json: &creds_json,
             consumer_key_hash: "abc123",
@@ -125,7 +198,9 @@ async fn token_lifecycle_with_audit_and_secrets_sealed() {
         assert_eq!(active.renewed_at, None, "a first upload is not a renewal");
         assert_eq!(active.version, 2);
         // A writer holding the old version loses and changes nothing.
-        let stale = store.ade_token_store_credentials(t.id, t.version, &creds, NOW, entry("x", "x")).await;
+        let stale = store
+            .ade_token_store_credentials(t.id, t.version, &creds, NOW, entry("x", "x"))
+            .await;
         assert!(matches!(stale, Err(StoreError::Concurrent)));
         let later = datetime!(2026-12-01 0:00 UTC);
         let renewed = store
@@ -133,31 +208,68 @@ async fn token_lifecycle_with_audit_and_secrets_sealed() {
             .await
             .unwrap();
         assert_eq!((renewed.activated_at, renewed.renewed_at), (Some(NOW), Some(later)));
-        assert_eq!(store.ade_token_credentials(t.id).await.unwrap().unwrap().expose_secret(), creds_json.expose_secret());
-        assert_eq!(store.ade_token_find_by_consumer_key_hash("abc123").await.unwrap().unwrap().id, t.id);
+        assert_eq!(
+            store
+                .ade_token_credentials(t.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .expose_secret(),
+            creds_json.expose_secret()
+        );
+        assert_eq!(
+            store
+                .ade_token_find_by_consumer_key_hash("abc123")
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            t.id
+        );
 
         // The plaintext secrets are nowhere in the database.
         let dump = db.dump();
         assert!(!dump.is_empty());
-        for secret in ["SECRET-KEY-MATERIAL-1234", "CS_TOPSECRET", "AT_TOPSECRET", "AS_TOPSECRET", "CK_PLAIN"] {
-            assert!(!contains(&dump, secret.as_bytes()), "{secret} found in the {:?} database", db.backend);
+        for secret in [
+            "SECRET-KEY-MATERIAL-1234",
+            "CS_TOPSECRET",
+            "AT_TOPSECRET",
+            "AS_TOPSECRET",
+            "CK_PLAIN",
+        ] {
+            assert!(
+                !contains(&dump, secret.as_bytes()),
+                "{secret} found in the {:?} database",
+                db.backend
+            );
         }
 
         // A device refers to the token: the schema refuses the delete.
         add_device(&db, t.id).await;
         let current = store.ade_token_get(t.id).await.unwrap().unwrap();
         assert_eq!(current.device_count, 1);
-        let refused = store.ade_token_delete(t.id, current.version, entry("ade_token.delete", "deleted")).await;
+        let refused = store
+            .ade_token_delete(t.id, current.version, entry("ade_token.delete", "deleted"))
+            .await;
         assert!(matches!(refused, Err(StoreError::Constraint { .. })), "{refused:?}");
         assert!(store.ade_token_get(t.id).await.unwrap().is_some());
 
-        let log = store.audit_list(&AuditQuery { limit: 100, ..Default::default() }).await.unwrap();
+        let log = store
+            .audit_list(&AuditQuery {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(
             log.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
             ["ade_token.renew", "ade_token.upload", "ade_token.create"],
             "refused and failed changes leave no entry"
         );
-        assert!(log.iter().all(|e| e.target_id.as_deref() == Some(t.id.to_string().as_str())));
+        assert!(
+            log.iter()
+                .all(|e| e.target_id.as_deref() == Some(t.id.to_string().as_str()))
+        );
         assert_eq!(log[0].actor_key_id, Some(1));
     }
 }
@@ -167,12 +279,21 @@ async fn delete_removes_key_material() {
     for db in TestDb::all("store::delete_removes_key_material").await {
         let store = open(&db, 1).await.unwrap();
         let pk = SecretString::from("KEY");
-        let t = store.ade_token_create("t", &pk, "c", NOW, entry("ade_token.create", "c")).await.unwrap();
-        store.ade_token_delete(t.id, t.version, entry("ade_token.delete", "d")).await.unwrap();
+        let t = store
+            .ade_token_create("t", &pk, "c", NOW, entry("ade_token.create", "c"))
+            .await
+            .unwrap();
+        store
+            .ade_token_delete(t.id, t.version, entry("ade_token.delete", "d"))
+            .await
+            .unwrap();
         assert!(store.ade_token_get(t.id).await.unwrap().is_none());
         assert!(store.ade_token_private_key(t.id).await.unwrap().is_none());
         // The name is free again.
-        store.ade_token_create("t", &pk, "c", NOW, entry("ade_token.create", "c")).await.unwrap();
+        store
+            .ade_token_create("t", &pk, "c", NOW, entry("ade_token.create", "c"))
+            .await
+            .unwrap();
     }
 }
 
@@ -180,8 +301,14 @@ async fn delete_removes_key_material() {
 async fn sealed_values_are_bound_to_their_row() {
     for db in TestDb::all("store::sealed_values_are_bound_to_their_row").await {
         let store = open(&db, 1).await.unwrap();
-        let a = store.ade_token_create("a", &SecretString::from("KEY-A"), "c", NOW, entry("c", "c")).await.unwrap();
-        let b = store.ade_token_create("b", &SecretString::from("KEY-B"), "c", NOW, entry("c", "c")).await.unwrap();
+        let a = store
+            .ade_token_create("a", &SecretString::from("KEY-A"), "c", NOW, entry("c", "c"))
+            .await
+            .unwrap();
+        let b = store
+            .ade_token_create("b", &SecretString::from("KEY-B"), "c", NOW, entry("c", "c"))
+            .await
+            .unwrap();
         // Someone with database access copies a's ciphertext into b.
         let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
         sqlx::query("UPDATE ade_tokens SET private_key_enc = (SELECT private_key_enc FROM ade_tokens WHERE id = $1) WHERE id = $2")
@@ -191,8 +318,19 @@ async fn sealed_values_are_bound_to_their_row() {
             .await
             .unwrap();
         pool.close().await;
-        assert!(matches!(store.ade_token_private_key(b.id).await, Err(StoreError::Crypto(_))));
-        assert_eq!(store.ade_token_private_key(a.id).await.unwrap().unwrap().expose_secret(), "KEY-A");
+        assert!(matches!(
+            store.ade_token_private_key(b.id).await,
+            Err(StoreError::Crypto(_))
+        ));
+        assert_eq!(
+            store
+                .ade_token_private_key(a.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .expose_secret(),
+            "KEY-A"
+        );
     }
 }
 
@@ -201,15 +339,34 @@ async fn audit_pages_and_filters() {
     for db in TestDb::all("store::audit_pages_and_filters").await {
         let store = open(&db, 1).await.unwrap();
         for i in 0..5 {
-            store.audit_record(&entry("thing.do", &format!("n{i}")).target(i % 2)).await.unwrap();
+            store
+                .audit_record(&entry("thing.do", &format!("n{i}")).target(i % 2))
+                .await
+                .unwrap();
         }
-        let page1 = store.audit_list(&AuditQuery { limit: 2, ..Default::default() }).await.unwrap();
-        assert_eq!(page1.iter().map(|e| e.summary.as_str()).collect::<Vec<_>>(), ["n4", "n3"]);
-        let page2 = store
-            .audit_list(&AuditQuery { limit: 2, before_id: Some(page1[1].id), ..Default::default() })
+        let page1 = store
+            .audit_list(&AuditQuery {
+                limit: 2,
+                ..Default::default()
+            })
             .await
             .unwrap();
-        assert_eq!(page2.iter().map(|e| e.summary.as_str()).collect::<Vec<_>>(), ["n2", "n1"]);
+        assert_eq!(
+            page1.iter().map(|e| e.summary.as_str()).collect::<Vec<_>>(),
+            ["n4", "n3"]
+        );
+        let page2 = store
+            .audit_list(&AuditQuery {
+                limit: 2,
+                before_id: Some(page1[1].id),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            page2.iter().map(|e| e.summary.as_str()).collect::<Vec<_>>(),
+            ["n2", "n1"]
+        );
         let odd = store
             .audit_list(&AuditQuery {
                 limit: 10,
@@ -227,7 +384,9 @@ async fn audit_pages_and_filters() {
 /// The two migration sets must describe the same tables and columns.
 #[tokio::test]
 async fn sqlite_and_postgres_schemas_match() {
-    let Some(pg) = TestDb::postgres("store::sqlite_and_postgres_schemas_match").await else { return };
+    let Some(pg) = TestDb::postgres("store::sqlite_and_postgres_schemas_match").await else {
+        return;
+    };
     let lite = TestDb::sqlite();
     open(&pg, 1).await.unwrap().close().await;
     open(&lite, 1).await.unwrap().close().await;

@@ -26,7 +26,10 @@ pub fn postgres_url(test: &str) -> Option<String> {
     match std::env::var(POSTGRES_ENV) {
         Ok(url) if !url.trim().is_empty() => Some(url),
         _ => {
-            skip(test, &format!("PostgreSQL tests need {POSTGRES_ENV} (e.g. postgres://postgres@127.0.0.1:5432/test)"));
+            skip(
+                test,
+                &format!("PostgreSQL tests need {POSTGRES_ENV} (e.g. postgres://postgres@127.0.0.1:5432/test)"),
+            );
             None
         }
     }
@@ -41,7 +44,10 @@ pub fn have_command(test: &str, program: &str, package: &str) -> bool {
         .status()
         .is_ok();
     if !found {
-        skip(test, &format!("the `{program}` command is not installed (Debian package {package})"));
+        skip(
+            test,
+            &format!("the `{program}` command is not installed (Debian package {package})"),
+        );
     }
     found
 }
@@ -76,7 +82,12 @@ impl TestDb {
     pub fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("temporary directory");
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("russet.db").display());
-        TestDb { backend: Backend::Sqlite, url, dir, pg: None }
+        TestDb {
+            backend: Backend::Sqlite,
+            url,
+            dir,
+            pg: None,
+        }
     }
 
     /// A new, empty PostgreSQL schema, or `None` (announced) without `RUSSET_TEST_POSTGRES_URL`.
@@ -93,7 +104,12 @@ impl TestDb {
         let sep = if server.contains('?') { '&' } else { '?' };
         let url = format!("{server}{sep}options[search_path]={schema}");
         let dir = tempfile::tempdir().expect("temporary directory");
-        Some(TestDb { backend: Backend::Postgres, url, dir, pg: Some((schema, server)) })
+        Some(TestDb {
+            backend: Backend::Postgres,
+            url,
+            dir,
+            pg: Some((schema, server)),
+        })
     }
 
     /// Both backends: SQLite always, PostgreSQL when configured.
@@ -134,7 +150,11 @@ impl TestDb {
                     .arg(schema)
                     .output()
                     .expect("pg_dump runs (Debian package postgresql-client)");
-                assert!(out.status.success(), "pg_dump failed: {}", String::from_utf8_lossy(&out.stderr));
+                assert!(
+                    out.status.success(),
+                    "pg_dump failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
                 out.stdout
             }
         }
@@ -146,7 +166,10 @@ impl Drop for TestDb {
         if let Some((schema, server)) = self.pg.take() {
             // Best effort, on a thread of its own: Drop may run inside or outside a runtime.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
                 rt.block_on(async {
                     let mut conn = PgConnection::connect(&server).await.ok()?;
                     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
@@ -163,4 +186,88 @@ impl Drop for TestDb {
 /// Looks for `needle` in `haystack` as bytes.
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// How `openssl smime -encrypt` writes its output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmimeForm {
+    /// S/MIME with `-stream`: BER with indefinite lengths, as Apple makes server tokens.
+    SmimeStream,
+    Der,
+    Pem,
+}
+
+/// Apple's decrypted server token layout (MIME headers with CRLF, the JSON between the
+/// MESSAGE lines), with secrets derived from `tag` so every token is distinct.
+pub fn apple_token_payload(consumer_key: &str, tag: &str, expiry_rfc3339: &str) -> Vec<u8> {
+    format!(
+        "Content-Type: text/plain;charset=UTF-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n-----BEGIN MESSAGE-----\n\
+         {{\"consumer_key\":\"{consumer_key}\",\"consumer_secret\":\"CS_secret{tag}\",\"access_token\":\"AT_token{tag}\",\
+         \"access_secret\":\"AS_secret{tag}\",\"access_token_expiry\":\"{expiry_rfc3339}\"}}\n-----END MESSAGE-----\n"
+    )
+    .into_bytes()
+}
+
+/// Encrypts `payload` for the certificate in `cert_pem` with the real `openssl smime`
+/// command, as Apple Business Manager does for a server token. `cipher` is an openssl
+/// option such as `-aes128`.
+pub fn smime_encrypt(cert_pem: &str, payload: &[u8], cipher: &str, form: SmimeForm) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let cert = dir.path().join("cert.pem");
+    let input = dir.path().join("payload.txt");
+    std::fs::write(&cert, cert_pem).expect("write cert");
+    std::fs::write(&input, payload).expect("write payload");
+    let mut cmd = std::process::Command::new("openssl");
+    cmd.arg("smime")
+        .arg("-encrypt")
+        .arg("-binary")
+        .arg(cipher)
+        .arg("-in")
+        .arg(&input);
+    match form {
+        SmimeForm::SmimeStream => {
+            cmd.arg("-stream");
+        }
+        SmimeForm::Der => {
+            cmd.args(["-outform", "DER"]);
+        }
+        SmimeForm::Pem => {
+            cmd.args(["-outform", "PEM"]);
+        }
+    }
+    cmd.arg(&cert);
+    let out = cmd.output().expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl smime -encrypt failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A self-signed certificate and key made by the `openssl` command (for "another MDM's"
+/// public key, or a TLS server). Returns (cert PEM, key PEM).
+pub fn openssl_self_signed(common_name: &str) -> (String, String) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let cert = dir.path().join("c.pem");
+    let key = dir.path().join("k.pem");
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj"])
+        .arg(format!("/CN={common_name}"))
+        .args(["-addext", &format!("subjectAltName=DNS:{common_name},IP:127.0.0.1")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl req failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        std::fs::read_to_string(cert).expect("cert"),
+        std::fs::read_to_string(key).expect("key"),
+    )
 }

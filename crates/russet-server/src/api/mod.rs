@@ -1,0 +1,106 @@
+//! The admin API under `/api/v1`: JSON in and out, `Authorization: Bearer <admin key>`,
+//! described by the OpenAPI document at `/api/v1/openapi.json` generated from this code.
+
+pub mod ade_tokens;
+pub mod audit;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::{get, put};
+use axum::{Json, Router, middleware};
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::error::{ApiError, ErrorBody, ErrorDetail};
+use crate::{AppState, auth};
+
+/// Largest JSON body the admin API accepts.
+pub const JSON_BODY_LIMIT: usize = 64 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Russet admin API", description = "Manage Russet: enrollment program tokens, the audit log. \
+        Every endpoint except the OpenAPI document needs `Authorization: Bearer <admin key>`."),
+    paths(
+        info,
+        ade_tokens::create, ade_tokens::list, ade_tokens::show, ade_tokens::public_key,
+        ade_tokens::upload_server_token, ade_tokens::delete,
+        audit::list,
+    ),
+    components(schemas(ErrorBody, ErrorDetail)),
+    modifiers(&AdminKeyScheme),
+    tags(
+        (name = "server", description = "This server"),
+        (name = "ade-tokens", description = "Enrollment program (ADE) tokens exchanged with Apple Business Manager"),
+        (name = "audit", description = "Who changed what, and when"),
+    )
+)]
+pub struct ApiDoc;
+
+struct AdminKeyScheme;
+
+impl Modify for AdminKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The admin API key from <data-dir>/admin-api-key"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// This server, as the API reports it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServerInfo {
+    pub version: String,
+    /// The URL devices and browsers reach this server at.
+    pub public_url: String,
+    /// `sqlite` or `postgres`.
+    pub database: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/info", tag = "server", responses((status = 200, body = ServerInfo)), security(("admin_key" = [])))]
+pub async fn info(State(state): State<AppState>) -> Json<ServerInfo> {
+    Json(ServerInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        public_url: state.public_url.to_string(),
+        database: state.core.store.backend().as_str().to_string(),
+    })
+}
+
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "not_found",
+        "no such API endpoint; see /api/v1/openapi.json",
+    )
+}
+
+/// The `/api/v1` routes.
+pub fn router(state: AppState) -> Router<AppState> {
+    let protected = Router::new()
+        .route("/info", get(info))
+        .route("/ade-tokens", get(ade_tokens::list).post(ade_tokens::create))
+        .route("/ade-tokens/{id}", get(ade_tokens::show).delete(ade_tokens::delete))
+        .route("/ade-tokens/{id}/public-key", get(ade_tokens::public_key))
+        .route(
+            "/ade-tokens/{id}/server-token",
+            put(ade_tokens::upload_server_token).layer(DefaultBodyLimit::max(ade_tokens::UPLOAD_BODY_LIMIT)),
+        )
+        .route("/audit", get(audit::list))
+        .route_layer(middleware::from_fn_with_state(state, auth::require_admin));
+    Router::new()
+        .route("/openapi.json", get(openapi_json))
+        .merge(protected)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+}

@@ -1,0 +1,474 @@
+//! Configuration of `russet serve`: built-in defaults, then `russet.toml`, then `RUSSET_*`
+//! environment variables, then command-line flags, each layer overriding the one before.
+//! Nothing is required: with no file and no variables Russet serves on 127.0.0.1:8080 with
+//! SQLite in `./russet-data`.
+//!
+//! Every key has one environment variable: the key path upper-cased, dots as underscores,
+//! prefixed with `RUSSET_` (`tls.cert` → `RUSSET_TLS_CERT`). [`KEYS`] is the reference.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// One configuration key, for overrides and documentation.
+pub struct KeySpec {
+    /// Dotted path in `russet.toml`.
+    pub path: &'static str,
+    pub kind: ValueKind,
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    Str,
+    Int,
+}
+
+/// Every configuration key.
+pub const KEYS: &[KeySpec] = &[
+    KeySpec {
+        path: "listen",
+        kind: ValueKind::Str,
+        default: "127.0.0.1:8080",
+        help: "address and port to listen on",
+    },
+    KeySpec {
+        path: "public_url",
+        kind: ValueKind::Str,
+        default: "http(s)://<listen>",
+        help: "the URL devices and browsers reach Russet at; every device-facing URL is built from it",
+    },
+    KeySpec {
+        path: "data_dir",
+        kind: ValueKind::Str,
+        default: "./russet-data",
+        help: "directory for the SQLite database, master.key and admin-api-key",
+    },
+    KeySpec {
+        path: "database_url",
+        kind: ValueKind::Str,
+        default: "sqlite://<data_dir>/russet.db",
+        help: "sqlite://PATH, or postgres://USER@HOST/DB to share one database between several servers",
+    },
+    KeySpec {
+        path: "log_format",
+        kind: ValueKind::Str,
+        default: "text",
+        help: "text or json",
+    },
+    KeySpec {
+        path: "log_level",
+        kind: ValueKind::Str,
+        default: "info",
+        help: "a tracing filter: error, warn, info, debug, or e.g. russet=debug,sqlx=warn",
+    },
+    KeySpec {
+        path: "expiry_warning_days",
+        kind: ValueKind::Int,
+        default: "30",
+        help: "a credential expiring within this many days is reported as expiring",
+    },
+    KeySpec {
+        path: "tls.cert",
+        kind: ValueKind::Str,
+        default: "",
+        help: "PEM certificate (chain) file; enables HTTPS with tls.key",
+    },
+    KeySpec {
+        path: "tls.key",
+        kind: ValueKind::Str,
+        default: "",
+        help: "PEM private key file for tls.cert",
+    },
+];
+
+/// TLS settings: both files or neither.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// The effective configuration.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: String,
+    pub public_url: Option<String>,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub expiry_warning_days: u32,
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            data_dir: PathBuf::from("./russet-data"),
+            database_url: None,
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            expiry_warning_days: 30,
+            tls: TlsConfig::default(),
+        }
+    }
+}
+
+/// A configuration that cannot be used, with what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {detail}")]
+    Read { path: PathBuf, detail: String },
+    #[error("the configuration file {path} is not valid: {detail}")]
+    Parse { path: PathBuf, detail: String },
+    #[error("{source_desc} sets {key} to \"{value}\", which is not valid: {detail}")]
+    Value {
+        source_desc: String,
+        key: String,
+        value: String,
+        detail: String,
+    },
+    #[error("the configuration is not valid: {0}")]
+    Invalid(String),
+}
+
+/// Where a value came from, for error messages.
+fn env_name(path: &str) -> String {
+    format!("RUSSET_{}", path.replace('.', "_").to_uppercase())
+}
+
+fn set_path(table: &mut toml::Table, path: &str, value: toml::Value) {
+    let mut parts: Vec<&str> = path.split('.').collect();
+    let last = parts.pop().unwrap_or(path);
+    let mut cur = table;
+    for part in parts {
+        let entry = cur
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let toml::Value::Table(next) = entry else {
+            return;
+        };
+        cur = next;
+    }
+    cur.insert(last.to_string(), value);
+}
+
+fn typed(spec: &KeySpec, raw: &str, source_desc: &str) -> Result<toml::Value, ConfigError> {
+    match spec.kind {
+        ValueKind::Str => Ok(toml::Value::String(raw.to_string())),
+        ValueKind::Int => raw
+            .trim()
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .map_err(|_| ConfigError::Value {
+                source_desc: source_desc.to_string(),
+                key: spec.path.to_string(),
+                value: raw.to_string(),
+                detail: "expected a whole number".into(),
+            }),
+    }
+}
+
+/// Builds the configuration from the layers.
+#[derive(Debug)]
+pub struct Loader {
+    table: toml::Table,
+}
+
+impl Loader {
+    /// Starts from the defaults, then reads `file` if given (it must exist), else
+    /// `./russet.toml` if present.
+    pub fn new(file: Option<&Path>) -> Result<Loader, ConfigError> {
+        let mut table =
+            toml::Table::try_from(Config::default()).map_err(|e| ConfigError::Invalid(format!("defaults: {e}")))?;
+        let default_file = Path::new("russet.toml");
+        let path = match file {
+            Some(p) => Some(p.to_path_buf()),
+            None if default_file.exists() => Some(default_file.to_path_buf()),
+            None => None,
+        };
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Read {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
+            let file_table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
+            merge(&mut table, file_table);
+        }
+        Ok(Loader { table })
+    }
+
+    /// Applies `RUSSET_*` variables for every key in [`KEYS`], read through `get`.
+    pub fn env(mut self, get: impl Fn(&str) -> Option<String>) -> Result<Loader, ConfigError> {
+        for spec in KEYS {
+            let name = env_name(spec.path);
+            if let Some(raw) = get(&name).filter(|v| !v.is_empty()) {
+                let value = typed(spec, &raw, &format!("the environment variable {name}"))?;
+                set_path(&mut self.table, spec.path, value);
+            }
+        }
+        Ok(self)
+    }
+
+    /// Applies one command-line flag.
+    pub fn flag(mut self, path: &str, raw: Option<&str>) -> Result<Loader, ConfigError> {
+        let Some(raw) = raw else { return Ok(self) };
+        let spec = KEYS
+            .iter()
+            .find(|k| k.path == path)
+            .ok_or_else(|| ConfigError::Invalid(format!("unknown configuration key {path}")))?;
+        let value = typed(spec, raw, &format!("the flag --{}", path.replace(['.', '_'], "-")))?;
+        set_path(&mut self.table, path, value);
+        Ok(self)
+    }
+
+    /// The validated configuration.
+    pub fn finish(self) -> Result<Config, ConfigError> {
+        let config: Config = toml::Value::Table(self.table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Checks values that deserialising alone does not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        if let Some(url) = &self.public_url {
+            parse_public_url(url)?;
+        }
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "database_url must start with sqlite: or postgres:// (got {})",
+                russet_store::redact_url(url)
+            )));
+        }
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "tls.cert and tls.key must be given together".into(),
+                ));
+            }
+            _ => {}
+        }
+        if self.expiry_warning_days == 0 || self.expiry_warning_days > 365 {
+            return Err(ConfigError::Invalid(format!(
+                "expiry_warning_days must be between 1 and 365 (got {})",
+                self.expiry_warning_days
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "listen must be an IP address and port such as 127.0.0.1:8080 (got {})",
+                self.listen
+            ))
+        })
+    }
+
+    pub fn tls_enabled(&self) -> bool {
+        self.tls.cert.is_some() && self.tls.key.is_some()
+    }
+
+    /// The database URL: the configured one, or SQLite in the data directory.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("russet.db").display()),
+        }
+    }
+
+    /// The public URL without a trailing slash: the configured one, or derived from `listen`.
+    pub fn effective_public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!(
+                "{}://{}",
+                if self.tls_enabled() { "https" } else { "http" },
+                self.listen
+            ),
+        }
+    }
+}
+
+fn parse_public_url(url: &str) -> Result<(), ConfigError> {
+    let bad = |detail: &str| ConfigError::Invalid(format!("public_url {url} is not usable: {detail}"));
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| bad("it must start with https:// (or http:// for testing)"))?;
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() {
+        return Err(bad("it has no host name"));
+    }
+    if url.contains('?') || url.contains('#') {
+        return Err(bad("it must not have a query or fragment"));
+    }
+    if url.chars().any(|c| c.is_whitespace()) {
+        return Err(bad("it must not contain spaces"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Loader::new(Some(&write(&dir, "")))
+            .unwrap()
+            .env(env(&[]))
+            .unwrap()
+            .finish()
+            .unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.effective_public_url(), "http://127.0.0.1:8080");
+        assert_eq!(c.effective_database_url(), "sqlite://./russet-data/russet.db?mode=rwc");
+    }
+
+    fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+        let p = dir.path().join("russet.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            &dir,
+            "listen = \"0.0.0.0:9000\"\npublic_url = \"https://mdm.example.com/\"\nexpiry_warning_days = 20\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+        );
+        let c = Loader::new(Some(&file))
+            .unwrap()
+            .env(env(&[
+                ("RUSSET_LISTEN", "127.0.0.1:9001"),
+                ("RUSSET_TLS_KEY", "env.pem"),
+                ("RUSSET_EXPIRY_WARNING_DAYS", "14"),
+            ]))
+            .unwrap()
+            .flag("listen", Some("127.0.0.1:9002"))
+            .unwrap()
+            .flag("data_dir", None)
+            .unwrap()
+            .finish()
+            .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9002", "flag beats env beats file");
+        assert_eq!(c.tls.cert.as_deref(), Some(Path::new("c.pem")), "file value kept");
+        assert_eq!(c.tls.key.as_deref(), Some(Path::new("env.pem")), "env beats file");
+        assert_eq!(c.expiry_warning_days, 14);
+        assert_eq!(c.effective_public_url(), "https://mdm.example.com");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(&dir, "");
+        let e = Loader::new(Some(&file))
+            .unwrap()
+            .env(env(&[("RUSSET_EXPIRY_WARNING_DAYS", "soon")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("RUSSET_EXPIRY_WARNING_DAYS"), "{e}");
+        let e = Loader::new(Some(&write(&dir, "lisen = \"x\"\n")))
+            .unwrap()
+            .finish()
+            .unwrap_err();
+        assert!(e.to_string().contains("lisen"), "unknown keys are refused by name: {e}");
+        let e = Loader::new(Some(&write(&dir, "listen = \"localhost\"\n")))
+            .unwrap()
+            .finish()
+            .unwrap_err();
+        assert!(e.to_string().contains("listen"), "{e}");
+        let e = Loader::new(Some(&write(&dir, "public_url = \"mdm.example.com\"\n")))
+            .unwrap()
+            .finish()
+            .unwrap_err();
+        assert!(e.to_string().contains("https://"), "{e}");
+        let e = Loader::new(Some(&write(&dir, "[tls]\ncert = \"c.pem\"\n")))
+            .unwrap()
+            .finish()
+            .unwrap_err();
+        assert!(e.to_string().contains("together"), "{e}");
+        let e = Loader::new(Some(&write(&dir, "database_url = \"mysql://x\"\n")))
+            .unwrap()
+            .finish()
+            .unwrap_err();
+        assert!(e.to_string().contains("postgres://"), "{e}");
+        let e = Loader::new(Some(&write(&dir, "listen = [\n"))).unwrap_err();
+        assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
+        let e = Loader::new(Some(&dir.path().join("missing.toml"))).err().unwrap();
+        assert!(matches!(e, ConfigError::Read { .. }), "{e}");
+    }
+
+    #[test]
+    fn every_key_has_a_spec_and_every_spec_a_field() {
+        let full = Config {
+            public_url: Some("https://x".into()),
+            database_url: Some("sqlite://x".into()),
+            tls: TlsConfig {
+                cert: Some("c".into()),
+                key: Some("k".into()),
+            },
+            ..Config::default()
+        };
+        let table = toml::Table::try_from(full).unwrap();
+        let mut paths = Vec::new();
+        for (k, v) in &table {
+            match v {
+                toml::Value::Table(t) => paths.extend(t.keys().map(|sub| format!("{k}.{sub}"))),
+                _ => paths.push(k.clone()),
+            }
+        }
+        paths.sort();
+        let mut specs: Vec<String> = KEYS.iter().map(|k| k.path.to_string()).collect();
+        specs.sort();
+        assert_eq!(paths, specs);
+    }
+}

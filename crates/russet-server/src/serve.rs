@@ -1,0 +1,261 @@
+//! Starting and stopping the server: the data directory, the master key, the database and
+//! its migrations, the first admin key, the listener (plain HTTP or TLS) and graceful
+//! shutdown.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_server::Handle;
+use axum_server::tls_openssl::{OpenSSLAcceptor, OpenSSLConfig};
+use russet_core::{Clock, Core, Settings};
+use russet_store::crypto::{MasterKey, MasterKeySource, write_private_file};
+use russet_store::{Store, StoreOptions};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::Config;
+use crate::{AppState, app};
+
+/// Name of the master key file in the data directory.
+pub const MASTER_KEY_FILE: &str = "master.key";
+/// Name of the file the first admin API key is written to.
+pub const ADMIN_KEY_FILE: &str = "admin-api-key";
+/// How long in-flight requests get to finish after a stop signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create the data directory {path}: {detail}")]
+    DataDir { path: PathBuf, detail: String },
+    #[error(transparent)]
+    Crypto(#[from] russet_store::crypto::CryptoError),
+    #[error(transparent)]
+    Store(#[from] russet_store::StoreError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot listen on {addr}: {detail} (is another server using that port? set listen or --listen)")]
+    Bind { addr: SocketAddr, detail: String },
+    #[error("cannot load the TLS certificate {cert} and key {key}: {detail}")]
+    Tls {
+        cert: PathBuf,
+        key: PathBuf,
+        detail: String,
+    },
+    #[error("cannot write the admin API key to {path}: {detail}")]
+    AdminKeyFile { path: PathBuf, detail: String },
+    #[error("{0}")]
+    Core(#[from] russet_core::CoreError),
+    #[error("the server stopped with an error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Everything needed to start besides the configuration.
+pub struct StartOptions {
+    /// `RUSSET_MASTER_KEY`, if set; otherwise `<data-dir>/master.key` is used (and created).
+    pub master_key: Option<SecretString>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The data directory, master key and database, ready for commands and the server.
+pub struct Opened {
+    pub core: Core,
+    pub master_key_source: MasterKeySource,
+}
+
+/// Creates the data directory (mode 0700) if needed.
+pub fn ensure_data_dir(dir: &Path) -> Result<(), StartError> {
+    let err = |e: std::io::Error| StartError::DataDir {
+        path: dir.to_path_buf(),
+        detail: e.to_string(),
+    };
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens the data directory, the master key and the database (applying migrations).
+pub async fn open(config: &Config, options: &StartOptions) -> Result<Opened, StartError> {
+    ensure_data_dir(&config.data_dir)?;
+    let key = match &options.master_key {
+        Some(value) => MasterKey::from_base64(value.expose_secret(), MasterKeySource::Environment)?,
+        None => MasterKey::load_or_create(&config.data_dir.join(MASTER_KEY_FILE))?,
+    };
+    let source = key.source().clone();
+    let store = Store::open(&StoreOptions::new(config.effective_database_url()), key).await?;
+    let settings = Settings {
+        expiry_warning: time::Duration::days(i64::from(config.expiry_warning_days)),
+    };
+    Ok(Opened {
+        core: Core::new(store, options.clock.clone(), settings),
+        master_key_source: source,
+    })
+}
+
+/// Writes an admin key to `<data-dir>/admin-api-key`, readable by its owner only.
+pub fn write_admin_key(data_dir: &Path, secret: &SecretString) -> Result<PathBuf, StartError> {
+    let path = data_dir.join(ADMIN_KEY_FILE);
+    write_private_file(&path, format!("{}\n", secret.expose_secret()).as_bytes(), false).map_err(|e| {
+        StartError::AdminKeyFile {
+            path: path.clone(),
+            detail: e.to_string(),
+        }
+    })?;
+    Ok(path)
+}
+
+/// A server running in the background of this process.
+pub struct RunningServer {
+    pub local_addr: SocketAddr,
+    pub public_url: String,
+    pub core: Core,
+    /// Where the first admin key was written, when this start created it.
+    pub admin_key_file: Option<PathBuf>,
+    handle: Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Stops accepting connections, lets in-flight requests finish (up to the grace
+    /// period), then closes the database.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        self.handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
+        let result = self.task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        self.core.store.close().await;
+        result
+    }
+
+    /// Waits until the server stops by itself (it does not, unless it fails).
+    pub async fn wait(&mut self) -> std::io::Result<()> {
+        (&mut self.task).await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+}
+
+/// Opens everything, creates the first admin key if this database has none, and starts
+/// serving on the configured address.
+pub async fn start(config: &Config, options: StartOptions) -> Result<RunningServer, StartError> {
+    config.validate()?;
+    let opened = open(config, &options).await?;
+    match &opened.master_key_source {
+        MasterKeySource::Created(p) => {
+            tracing::info!(path = %p.display(), "created a new master key; back it up: without it the stored secrets cannot be read")
+        }
+        MasterKeySource::File(p) => tracing::debug!(path = %p.display(), "master key read"),
+        MasterKeySource::Environment => tracing::debug!("master key from RUSSET_MASTER_KEY"),
+    }
+    let core = opened.core;
+    let mut admin_key_file = None;
+    if let Some(new) = core.admin_key_bootstrap().await? {
+        let path = write_admin_key(&config.data_dir, &new.secret)?;
+        tracing::info!(path = %path.display(), "created the admin API key; it is stored only as a hash, keep this file safe");
+        admin_key_file = Some(path);
+    } else if !config.data_dir.join(ADMIN_KEY_FILE).exists() {
+        tracing::info!(
+            "this database already has an admin API key, but {} is not here; `russet admin-key rotate` makes a new one",
+            config.data_dir.join(ADMIN_KEY_FILE).display()
+        );
+    }
+
+    let addr = config.listen_addr()?;
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| StartError::Bind {
+        addr,
+        detail: e.to_string(),
+    })?;
+    let local_addr = listener.local_addr().map_err(|e| StartError::Bind {
+        addr,
+        detail: e.to_string(),
+    })?;
+    let public_url = if config.public_url.is_none() {
+        // Report the real port when listening on port 0.
+        format!(
+            "{}://{}",
+            if config.tls_enabled() { "https" } else { "http" },
+            local_addr
+        )
+    } else {
+        config.effective_public_url()
+    };
+    let state = AppState {
+        core: core.clone(),
+        public_url: Arc::from(public_url.as_str()),
+    };
+    let service = app(state).into_make_service();
+    let handle = Handle::new();
+    let server = axum_server::from_tcp(listener).map_err(|e| StartError::Bind {
+        addr,
+        detail: e.to_string(),
+    })?;
+    let task = match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => {
+            let tls = OpenSSLConfig::from_pem_chain_file(cert, key).map_err(|e| StartError::Tls {
+                cert: cert.clone(),
+                key: key.clone(),
+                detail: e.to_string(),
+            })?;
+            let server = server.acceptor(OpenSSLAcceptor::new(tls)).handle(handle.clone());
+            tokio::spawn(async move { server.serve(service).await })
+        }
+        _ => {
+            let server = server.handle(handle.clone());
+            tokio::spawn(async move { server.serve(service).await })
+        }
+    };
+    tracing::info!(
+        listen = %local_addr,
+        public_url = %public_url,
+        database = core.store.backend().as_str(),
+        tls = config.tls_enabled(),
+        "russet is serving"
+    );
+    Ok(RunningServer {
+        local_addr,
+        public_url,
+        core,
+        admin_key_file,
+        handle,
+        task,
+    })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn stop_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Runs until a stop signal, then shuts down gracefully.
+pub async fn run(config: &Config, options: StartOptions) -> Result<(), StartError> {
+    let mut server = start(config, options).await?;
+    tokio::select! {
+        result = server.wait() => result.map_err(StartError::Serve)?,
+        _ = stop_signal() => {
+            tracing::info!("stop signal received; finishing in-flight requests");
+            server.shutdown().await.map_err(StartError::Serve)?;
+            tracing::info!("stopped");
+        }
+    }
+    Ok(())
+}

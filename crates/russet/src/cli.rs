@@ -1,0 +1,194 @@
+//! The command line, as clap parses it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "russet",
+    version,
+    about = "Russet: enroll and manage an organisation's Apple devices",
+    long_about = "Russet enrolls and manages Apple devices: enrollment program tokens with Apple Business Manager, \
+        and (in coming releases) device sync, ADE profiles, the MDM protocol, Apps and Books, and User Enrollment.\n\n\
+        `russet serve` runs the server; the other commands are clients of its admin API."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (SQLite in ./russet-data unless configured otherwise).
+    Serve(ServeArgs),
+    /// Manage the admin API key.
+    #[command(subcommand)]
+    AdminKey(AdminKeyCommand),
+    /// Enrollment program (ADE) tokens exchanged with Apple Business Manager.
+    #[command(subcommand)]
+    AdeToken(AdeTokenCommand),
+}
+
+/// Where the configuration and data live (shared by `serve` and local commands).
+#[derive(Debug, Args, Clone)]
+pub struct LocalArgs {
+    /// Configuration file (default: ./russet.toml when present).
+    #[arg(long, env = "RUSSET_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory for SQLite, master.key and admin-api-key [default: ./russet-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<String>,
+    /// sqlite://PATH or postgres://USER@HOST/DB [default: SQLite in the data directory].
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub local: LocalArgs,
+    /// Address and port to listen on [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<String>,
+    /// The URL devices and browsers reach this server at.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// TLS certificate (chain) in PEM; requires --tls-key.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<String>,
+    /// TLS private key in PEM.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Log filter, e.g. info or russet=debug.
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminKeyCommand {
+    /// Revoke every admin API key and create a new one, written to <data-dir>/admin-api-key.
+    /// Runs on the server machine against the database directly, so it works when the key is lost.
+    Rotate {
+        #[command(flatten)]
+        local: LocalArgs,
+        /// Also print the new key on standard output.
+        #[arg(long)]
+        print: bool,
+    },
+}
+
+/// How to reach the admin API.
+#[derive(Debug, Args, Clone)]
+pub struct ClientArgs {
+    /// Russet's URL [default: the local server from russet.toml, else http://127.0.0.1:8080].
+    #[arg(long, env = "RUSSET_SERVER", value_name = "URL", global = true)]
+    pub server: Option<String>,
+    /// Admin API key [default: <data-dir>/admin-api-key].
+    #[arg(
+        long,
+        env = "RUSSET_API_KEY",
+        value_name = "KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+    /// Data directory holding admin-api-key, when no key is given.
+    #[arg(long, env = "RUSSET_DATA_DIR", value_name = "DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// A PEM CA certificate to trust for an HTTPS server with a private certificate.
+    #[arg(long, env = "RUSSET_CA_CERT", value_name = "FILE", global = true)]
+    pub ca_cert: Option<PathBuf>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdeTokenCommand {
+    /// Create a pending token and its key pair; then upload its public key to ABM.
+    Create {
+        /// A name to tell tokens apart, e.g. "ABM – Head office".
+        #[arg(long)]
+        name: String,
+        /// Save the public key certificate (PEM) for ABM to this file.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print or save the public key certificate (PEM) to upload to the MDM server in ABM.
+    PublicKey {
+        /// Token id or name.
+        token: String,
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Upload the first server token (.p7m) downloaded from ABM.
+    Upload {
+        /// Token id or name.
+        token: String,
+        #[arg(long, value_name = "FILE.p7m")]
+        file: PathBuf,
+        /// The Apple ID you downloaded the token with in ABM.
+        #[arg(long)]
+        apple_id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Renew a token in place with a newly downloaded server token (same devices and profiles).
+    Renew {
+        /// Token id or name.
+        token: String,
+        #[arg(long, value_name = "FILE.p7m")]
+        file: PathBuf,
+        /// The Apple ID you downloaded the token with in ABM (it may differ from last year's).
+        #[arg(long)]
+        apple_id: String,
+        /// Accept a token of a different ABM MDM server, or an older file (this token's devices may be lost).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List every token with its status and expiry.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show one token.
+    Show {
+        /// Token id or name.
+        token: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a token and its key material (refused while it has devices or profiles).
+    Delete {
+        /// Token id or name.
+        token: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Decrypt a server token file offline and describe it (no server needed).
+    Inspect {
+        /// The private key (PEM) whose certificate was uploaded to ABM.
+        #[arg(long, value_name = "KEY.pem")]
+        key: PathBuf,
+        /// The certificate uploaded to ABM (PEM); checked against the token's recipient.
+        #[arg(long, value_name = "CERT.pem")]
+        cert: Option<PathBuf>,
+        /// The server token file.
+        file: PathBuf,
+        /// Also print the OAuth secrets.
+        #[arg(long)]
+        show_secrets: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}

@@ -1,0 +1,535 @@
+//! The `russet` binary as an administrator uses it: a real `russet serve` process, and the
+//! CLI commands against it over HTTP, on SQLite and (when configured) PostgreSQL.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use russet_testkit::{SmimeForm, TestDb, apple_token_payload, have_command, openssl_self_signed, smime_encrypt};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_russet");
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/fixtures/abm-server-token/"
+);
+
+/// A `russet serve` process, stopped with SIGTERM when dropped.
+struct Serve {
+    child: Child,
+    url: String,
+    data_dir: PathBuf,
+    logs: mpsc::Receiver<String>,
+}
+
+impl Serve {
+    // The child moves into `Serve`, whose Drop kills and waits for it.
+    #[allow(clippy::zombie_processes)]
+    fn start(db: &TestDb, extra_env: &[(&str, &str)]) -> Serve {
+        let data_dir = db.path().join("data");
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir"])
+            .arg(&data_dir)
+            .arg("--database-url")
+            .arg(&db.url)
+            .current_dir(db.path())
+            .env_remove("RUSSET_MASTER_KEY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("russet serve starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("server logs that it serves");
+            let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("every log line is JSON: {line}"));
+            if v["message"] == "russet is serving" {
+                let url = format!("http://{}", v["listen"].as_str().unwrap());
+                return Serve {
+                    child,
+                    url,
+                    data_dir,
+                    logs: rx,
+                };
+            }
+        }
+    }
+
+    /// Runs a CLI command against this server.
+    fn cli(&self, args: &[&str]) -> Output {
+        cli_in(
+            self.data_dir.parent().unwrap(),
+            args,
+            &[
+                ("RUSSET_SERVER", &self.url),
+                ("RUSSET_DATA_DIR", self.data_dir.to_str().unwrap()),
+            ],
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "russet {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        serde_json::from_str(&self.ok(&all)).expect("--json prints JSON")
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(!out.status.success(), "russet {args:?} should fail");
+        assert!(out.stdout.is_empty(), "errors go to stderr only");
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    /// SIGTERM, then the exit status and the remaining logs.
+    fn stop(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        let logs = self.logs.try_iter().collect();
+        (status, logs)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cli_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("RUSSET_API_KEY")
+        .env_remove("RUSSET_SERVER");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("russet runs")
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn token_lifecycle_through_the_cli() {
+    if !have_command("cli::token_lifecycle", "openssl", "openssl") {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for db in rt.block_on(TestDb::all("cli::token_lifecycle_through_the_cli")) {
+        let s = Serve::start(&db, &[]);
+        let dir = db.path();
+        let pk = dir.join("pk.pem");
+        let created = s.json(&[
+            "ade-token",
+            "create",
+            "--name",
+            "Head office",
+            "--out",
+            pk.to_str().unwrap(),
+        ]);
+        let id = created["id"].as_i64().unwrap().to_string();
+        assert_eq!(created["status"], "pending");
+        let pem = std::fs::read_to_string(&pk).unwrap();
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert_eq!(s.ok(&["ade-token", "public-key", &id]), pem);
+        // --out never overwrites a file.
+        assert!(
+            s.fails(&["ade-token", "public-key", &id, "--out", pk.to_str().unwrap()])
+                .contains("must not exist")
+        );
+
+        // ABM encrypts the server token to that public key.
+        let token = smime_encrypt(
+            &pem,
+            &apple_token_payload("CK_cli", "1", "2099-01-01T00:00:00Z"),
+            "-aes128",
+            SmimeForm::SmimeStream,
+        );
+        let file = write(dir, "Head_office_Token_smime.p7m", &token);
+        let out = s.ok(&[
+            "ade-token",
+            "upload",
+            &id,
+            "--file",
+            &file,
+            "--apple-id",
+            "admin@example.com",
+        ]);
+        assert!(out.contains("is active until 2099-01-01 00:00 UTC"), "{out}");
+        // Uploading again as a first upload is refused: the CLI keeps upload and renew apart.
+        let err = s.fails(&[
+            "ade-token",
+            "upload",
+            &id,
+            "--file",
+            &file,
+            "--apple-id",
+            "admin@example.com",
+        ]);
+        assert!(
+            err.contains("already has a server token") && err.contains("renew"),
+            "{err}"
+        );
+
+        let list = s.ok(&["ade-token", "list"]);
+        assert!(
+            list.contains("Head office") && list.contains("active") && list.contains("admin@example.com"),
+            "{list}"
+        );
+        let shown = s.json(&["ade-token", "show", "head office"]);
+        assert_eq!(shown["id"].to_string(), id, "tokens can be named instead of numbered");
+
+        // Renewal in place, then a token from another ABM server refused, then forced.
+        let newer = write(
+            dir,
+            "new.p7m",
+            &smime_encrypt(
+                &pem,
+                &apple_token_payload("CK_cli", "2", "2099-06-01T00:00:00Z"),
+                "-aes256",
+                SmimeForm::Der,
+            ),
+        );
+        let out = s.ok(&[
+            "ade-token",
+            "renew",
+            &id,
+            "--file",
+            &newer,
+            "--apple-id",
+            "second@example.com",
+        ]);
+        assert!(
+            out.contains("renewed in place") && out.contains("2099-06-01") && out.contains("Apple ID changed"),
+            "{out}"
+        );
+        let other = write(
+            dir,
+            "other.p7m",
+            &smime_encrypt(
+                &pem,
+                &apple_token_payload("CK_else", "3", "2099-07-01T00:00:00Z"),
+                "-aes128",
+                SmimeForm::Pem,
+            ),
+        );
+        let err = s.fails(&[
+            "ade-token",
+            "renew",
+            &id,
+            "--file",
+            &other,
+            "--apple-id",
+            "second@example.com",
+        ]);
+        assert!(
+            err.starts_with("error: ") && err.contains("different MDM server") && err.contains("consumer_key_mismatch"),
+            "{err}"
+        );
+        let forced = s.json(&[
+            "ade-token",
+            "renew",
+            &id,
+            "--file",
+            &other,
+            "--apple-id",
+            "second@example.com",
+            "--force",
+        ]);
+        assert_eq!(forced["forced"], true);
+
+        // Bad inputs.
+        let junk = write(dir, "junk.p7m", b"not a token at all");
+        let err = s.fails(&[
+            "ade-token",
+            "renew",
+            &id,
+            "--file",
+            &junk,
+            "--apple-id",
+            "a@example.com",
+        ]);
+        assert!(err.contains("not an Apple Business Manager server token"), "{err}");
+        let huge = write(dir, "huge.p7m", &vec![b'x'; 2 * 1024 * 1024]);
+        assert!(
+            s.fails(&[
+                "ade-token",
+                "renew",
+                &id,
+                "--file",
+                &huge,
+                "--apple-id",
+                "a@example.com"
+            ])
+            .contains("larger than 1 MiB")
+        );
+        assert!(
+            s.fails(&[
+                "ade-token",
+                "upload",
+                &id,
+                "--file",
+                "/nonexistent.p7m",
+                "--apple-id",
+                "a@example.com"
+            ])
+            .contains("cannot open")
+        );
+        assert!(
+            s.fails(&["ade-token", "show", "no such token"])
+                .contains("no token named")
+        );
+        assert!(s.fails(&["ade-token", "show", "999"]).contains("ade_token_not_found"));
+
+        // Delete: a pending token goes; the active one too (no devices or profiles yet).
+        let pending = s.json(&["ade-token", "create", "--name", "spare"])["id"]
+            .as_i64()
+            .unwrap()
+            .to_string();
+        assert!(s.ok(&["ade-token", "delete", &pending]).contains("Deleted token"));
+        s.ok(&["ade-token", "delete", &id]);
+        assert!(s.ok(&["ade-token", "list"]).contains("No enrollment program tokens"));
+
+        let (status, logs) = s.stop();
+        assert!(status.success(), "SIGTERM ends the server cleanly: {status:?}");
+        assert!(logs.iter().any(|l| l.contains("stopped")), "{logs:?}");
+    }
+}
+
+#[test]
+fn keys_and_unreachable_servers_are_explained() {
+    let db = TestDb::sqlite();
+    let s = Serve::start(&db, &[]);
+    let key_file = s.data_dir.join("admin-api-key");
+    let old_key = std::fs::read_to_string(&key_file).unwrap().trim().to_string();
+    assert!(old_key.starts_with("rst_"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(s.data_dir.join("master.key"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+    }
+
+    let wrong = cli_in(
+        db.path(),
+        &["ade-token", "list"],
+        &[("RUSSET_SERVER", &s.url), ("RUSSET_API_KEY", "rst_wrong")],
+    );
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("not valid"));
+    let down = cli_in(
+        db.path(),
+        &["ade-token", "list", "--server", "http://127.0.0.1:9", "--api-key", "k"],
+        &[],
+    );
+    assert!(String::from_utf8_lossy(&down.stderr).contains("cannot reach Russet at http://127.0.0.1:9"));
+    let nokey = cli_in(
+        db.path(),
+        &["ade-token", "list", "--data-dir", "/nonexistent"],
+        &[("RUSSET_SERVER", &s.url)],
+    );
+    assert!(String::from_utf8_lossy(&nokey.stderr).contains("--api-key"));
+
+    // Rotation, on the server machine, while the server runs: the old key stops working at once.
+    let rotated = cli_in(
+        db.path(),
+        &[
+            "admin-key",
+            "rotate",
+            "--data-dir",
+            s.data_dir.to_str().unwrap(),
+            "--database-url",
+            &db.url,
+            "--print",
+        ],
+        &[],
+    );
+    assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+    let new_key = String::from_utf8(rotated.stdout).unwrap().trim().to_string();
+    assert_ne!(new_key, old_key);
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), new_key);
+    let old = cli_in(
+        db.path(),
+        &["ade-token", "list"],
+        &[("RUSSET_SERVER", &s.url), ("RUSSET_API_KEY", &old_key)],
+    );
+    assert!(String::from_utf8_lossy(&old.stderr).contains("revoked"));
+    s.ok(&["ade-token", "list"]);
+    let audit: Value = http::get_json(&format!("{}/api/v1/audit", s.url), &new_key);
+    assert_eq!(audit["entries"][0]["action"], "admin_key.rotate");
+    assert_eq!(audit["entries"][0]["actor"], "local: russet admin-key rotate");
+}
+
+/// A tiny blocking GET with a bearer key (the CLI tests stay synchronous).
+mod http {
+    pub fn get_json(url: &str, key: &str) -> serde_json::Value {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        })
+    }
+}
+
+#[test]
+fn inspect_works_offline() {
+    // The real Apple token with its key: expiry and consumer key shown, secrets hidden.
+    let dir = tempfile::tempdir().unwrap();
+    let key = format!("{FIXTURE}apple-mdm-client-tests-1.pem");
+    let cert = format!("{FIXTURE}apple-mdm-client-tests-1.crt");
+    let file = format!("{FIXTURE}apple-mdm-client-tests-1-server-token.p7m");
+    for with_cert in [true, false] {
+        let mut args = vec!["ade-token", "inspect", "--key", &key];
+        if with_cert {
+            args.extend(["--cert", &cert]);
+        }
+        args.push(&file);
+        let out = cli_in(dir.path(), &args, &[]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.contains("2026-01-17T11:02:21Z") && text.contains("EXPIRED") && text.contains("AES-128-CBC"),
+            "{text}"
+        );
+        assert!(
+            text.contains("CK_") && !text.contains("CS_") && !text.contains("AS_") && !text.contains("AT_"),
+            "secrets hidden by default"
+        );
+    }
+    let out = cli_in(
+        dir.path(),
+        &["ade-token", "inspect", "--key", &key, &file, "--json", "--show-secrets"],
+        &[],
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["consumer_secret"].as_str().unwrap().starts_with("CS_"));
+    assert_eq!(v["expired"], true);
+    assert_eq!(v["file_format"], "smime");
+
+    // Bad inputs: a key that is not the recipient, a file that is not a token.
+    if have_command("cli::inspect_works_offline", "openssl", "openssl") {
+        let (_, other_key) = openssl_self_signed("other");
+        let other = write(dir.path(), "other.pem", other_key.as_bytes());
+        let out = cli_in(dir.path(), &["ade-token", "inspect", "--key", &other, &file], &[]);
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("could not be decrypted")
+                || String::from_utf8_lossy(&out.stderr).contains("different public key")
+        );
+    }
+    let junk = write(dir.path(), "junk.p7m", b"{\"json\": true}");
+    let out = cli_in(dir.path(), &["ade-token", "inspect", "--key", &key, &junk], &[]);
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("not an Apple Business Manager server token")
+    );
+}
+
+#[test]
+fn configuration_file_environment_and_flags() {
+    let db = TestDb::sqlite();
+    let cfg = write(
+        db.path(),
+        "russet.toml",
+        b"listen = \"127.0.0.1:0\"\nlog_format = \"text\"\npublic_url = \"https://mdm.example.com\"\n",
+    );
+    // An unknown key is named.
+    let bad = write(db.path(), "bad.toml", b"listn = \"127.0.0.1:0\"\n");
+    let out = cli_in(db.path(), &["serve", "--config", &bad], &[]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("listn"));
+    let out = cli_in(
+        db.path(),
+        &["serve", "--config", &cfg],
+        &[("RUSSET_EXPIRY_WARNING_DAYS", "many")],
+    );
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("RUSSET_EXPIRY_WARNING_DAYS"));
+    let out = cli_in(db.path(), &["serve", "--config", &cfg, "--public-url", "ftp://x"], &[]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("https://"));
+
+    // RUSSET_PUBLIC_URL overrides the file, and the flag the variable (json logs from the flag).
+    let s = Serve::start(
+        &db,
+        &[
+            ("RUSSET_CONFIG", &cfg),
+            ("RUSSET_PUBLIC_URL", "https://env.example.com"),
+        ],
+    );
+    let key = std::fs::read_to_string(s.data_dir.join("admin-api-key")).unwrap();
+    let info = http::get_json(&format!("{}/api/v1/info", s.url), key.trim());
+    assert_eq!(info["public_url"], "https://env.example.com");
+    assert_eq!(info["database"], "sqlite");
+}
+
+#[test]
+fn a_wrong_master_key_stops_the_start_with_advice() {
+    let db = TestDb::sqlite();
+    let s = Serve::start(&db, &[]);
+    let (status, _) = s.stop();
+    assert!(status.success());
+    let out = cli_in(
+        db.path(),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            db.path().join("data").to_str().unwrap(),
+            "--database-url",
+            &db.url,
+        ],
+        &[("RUSSET_MASTER_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("does not match this database") && err.contains("RUSSET_MASTER_KEY"),
+        "{err}"
+    );
+}
