@@ -978,6 +978,50 @@ async fn two_servers_share_one_postgres() {
     a.server.shutdown().await.unwrap();
 }
 
+/// Two servers starting at the same moment on an empty database: migrations run once, one
+/// master key check, one admin key.
+#[tokio::test]
+async fn simultaneous_first_starts_on_postgres() {
+    let Some(db) = TestDb::postgres("api::simultaneous_first_starts_on_postgres").await else {
+        return;
+    };
+    let master = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let configs: Vec<Config> = dirs
+        .iter()
+        .map(|d| Config {
+            listen: "127.0.0.1:0".into(),
+            data_dir: d.path().to_path_buf(),
+            database_url: Some(db.url.clone()),
+            ..Config::default()
+        })
+        .collect();
+    let options = || StartOptions {
+        master_key: Some(master.into()),
+        clock: Arc::new(ManualClock::new(NOW)),
+    };
+    let (a, b) = tokio::join!(start(&configs[0], options()), start(&configs[1], options()));
+    let (a, b) = (a.expect("first server starts"), b.expect("second server starts"));
+    assert_eq!(
+        usize::from(a.admin_key_file.is_some()) + usize::from(b.admin_key_file.is_some()),
+        1,
+        "exactly one start creates the admin key"
+    );
+    let key_file = a.admin_key_file.clone().or(b.admin_key_file.clone()).unwrap();
+    let key = std::fs::read_to_string(key_file).unwrap();
+    for server in [&a, &b] {
+        let r = reqwest::Client::new()
+            .get(format!("http://{}/api/v1/ade-tokens", server.local_addr))
+            .bearer_auth(key.trim())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn serves_tls_with_a_configured_certificate() {
     if !have_command("api::tls", "openssl", "openssl") {
