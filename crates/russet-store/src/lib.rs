@@ -103,6 +103,9 @@ impl Store {
                 url: redact_url(&options.url),
             });
         };
+        if backend == Backend::Sqlite {
+            create_private_sqlite_file(&options.url)?;
+        }
         let connect = AnyConnectOptions::from_str(&options.url).map_err(|e| StoreError::Connect {
             url: redact_url(&options.url),
             detail: e.to_string(),
@@ -199,6 +202,31 @@ impl Store {
                 source_desc: describe_source(self.key.source()),
             })
         }
+    }
+}
+
+/// Creates a new SQLite database file readable by its owner only (SQLite gives its WAL and
+/// shared-memory files the same mode). An existing file is left as it is.
+fn create_private_sqlite_file(url: &str) -> Result<(), StoreError> {
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path == ":memory:" || std::path::Path::new(path).exists() {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Connect {
+            url: redact_url(url),
+            detail: format!("cannot create the database file: {e}"),
+        }),
     }
 }
 

@@ -300,7 +300,7 @@ fn inspect(key: &Path, cert: Option<&Path>, file: &Path, show_secrets: bool, as_
     if as_json {
         return print_json(&out);
     }
-    let mut table = new_table(&["FIELD", "VALUE"]);
+    let mut table = key_value_table();
     for (k, label) in [
         ("file_format", "file format"),
         ("cipher", "cipher"),
@@ -328,7 +328,7 @@ fn inspect(key: &Path, cert: Option<&Path>, file: &Path, show_secrets: bool, as_
 }
 
 fn print_token(t: &Value) {
-    let mut table = new_table(&["FIELD", "VALUE"]);
+    let mut table = key_value_table();
     for (k, label) in [
         ("id", "id"),
         ("name", "name"),
@@ -354,6 +354,13 @@ fn print_token(t: &Value) {
 pub fn new_table(header: &[&str]) -> Table {
     let mut table = Table::new();
     table.load_style(presets::NOTHING).set_header(header.to_vec());
+    table
+}
+
+/// A two-column table of labels and values, without a header.
+fn key_value_table() -> Table {
+    let mut table = Table::new();
+    table.load_style(presets::NOTHING);
     table
 }
 
