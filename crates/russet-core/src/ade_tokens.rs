@@ -148,6 +148,11 @@ pub fn consumer_key_fingerprint(consumer_key: &str) -> String {
     fingerprint(&consumer_key_hash(consumer_key))
 }
 
+/// "1 device", "2 devices".
+fn count(n: i64, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
 fn not_found(id: i64) -> CoreError {
     CoreError::not_found(
         "ade_token_not_found",
@@ -482,13 +487,13 @@ impl Core {
                         format!(
                             "this server token comes from a different MDM server in Apple Business Manager than the one \
                              token \"{}\" is connected to (consumer key {} instead of {}). Renewing with it would lose \
-                             the {} devices and {} profiles of this token. Download the token of the same MDM server \
+                             the {} and {} of this token. Download the token of the same MDM server \
                              in ABM; if you really moved to another MDM server, repeat with force",
                             record.name,
                             consumer_key_fingerprint(&token.consumer_key),
                             record.consumer_key_hash.as_deref().map(fingerprint).unwrap_or_default(),
-                            record.device_count,
-                            record.profile_count
+                            count(record.device_count, "device"),
+                            count(record.profile_count, "enrollment profile")
                         ),
                     ));
                 }
@@ -620,18 +625,10 @@ impl Core {
         let blocked = || {
             let mut what = Vec::new();
             if record.device_count > 0 {
-                what.push(format!(
-                    "{} device{}",
-                    record.device_count,
-                    if record.device_count == 1 { "" } else { "s" }
-                ));
+                what.push(count(record.device_count, "device"));
             }
             if record.profile_count > 0 {
-                what.push(format!(
-                    "{} enrollment profile{}",
-                    record.profile_count,
-                    if record.profile_count == 1 { "" } else { "s" }
-                ));
+                what.push(count(record.profile_count, "enrollment profile"));
             }
             CoreError::conflict(
                 "ade_token_in_use",

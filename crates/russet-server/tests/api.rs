@@ -572,7 +572,8 @@ async fn renewal_in_place_and_its_guards() {
             .await;
         assert_eq!(code(&r), "consumer_key_mismatch");
         assert!(
-            message(&r).contains("different MDM server") && message(&r).contains("1 devices"),
+            message(&r).contains("different MDM server")
+                && message(&r).contains("the 1 device and 1 enrollment profile of this token"),
             "{}",
             message(&r)
         );

@@ -80,16 +80,24 @@ impl NewAuditEntry {
 }
 
 /// A stored entry.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: OffsetDateTime,
+    /// Who: `admin-key:<id> (<name>)`, `local: <command>` or `system`.
     pub actor: String,
+    /// The admin API key used, for changes made through the API.
     pub actor_key_id: Option<i64>,
+    /// e.g. `ade_token.renew`.
     pub action: String,
+    /// e.g. `ade_token`.
     pub target_type: String,
     pub target_id: Option<String>,
     pub summary: String,
+    /// Facts about the change (never secrets).
+    #[schema(value_type = Object)]
     pub details: serde_json::Value,
 }
 

@@ -23,45 +23,10 @@ pub struct AuditParams {
     pub target_id: Option<String>,
 }
 
-/// One audit entry.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditEntryView {
-    pub id: i64,
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub at: time::OffsetDateTime,
-    /// Who: `admin-key:<id> (<name>)`, `local: <command>` or `system`.
-    pub actor: String,
-    pub actor_key_id: Option<i64>,
-    /// e.g. `ade_token.renew`.
-    pub action: String,
-    pub target_type: String,
-    pub target_id: Option<String>,
-    pub summary: String,
-    #[schema(value_type = Object)]
-    pub details: serde_json::Value,
-}
-
-impl From<AuditEntry> for AuditEntryView {
-    fn from(e: AuditEntry) -> Self {
-        AuditEntryView {
-            id: e.id,
-            at: e.at,
-            actor: e.actor,
-            actor_key_id: e.actor_key_id,
-            action: e.action,
-            target_type: e.target_type,
-            target_id: e.target_id,
-            summary: e.summary,
-            details: e.details,
-        }
-    }
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditPage {
     /// Newest first.
-    pub entries: Vec<AuditEntryView>,
+    pub entries: Vec<AuditEntry>,
     /// Pass as `before` to get the next (older) page; absent on the last page.
     pub next_before: Option<i64>,
 }
@@ -102,8 +67,5 @@ pub async fn list(
     } else {
         None
     };
-    Ok(Json(AuditPage {
-        entries: entries.into_iter().map(Into::into).collect(),
-        next_before,
-    }))
+    Ok(Json(AuditPage { entries, next_before }))
 }
