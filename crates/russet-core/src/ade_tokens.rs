@@ -547,24 +547,31 @@ impl Core {
             "file_format": envelope.format().as_str(),
             "cipher": envelope.content_cipher().name(),
         }));
-        let json = token.to_json();
-        let creds = NewCredentials {
-            json: &json,
-            consumer_key_hash: &ck_hash,
-            expires_at: token.access_token_expiry,
-            apple_id: &apple_id,
+        let stored = if same_file {
+            // The credentials in place are this file's: only the Apple ID changes.
+            self.store
+                .ade_token_set_apple_id(id, record.version, &apple_id, now, audit)
+                .await?
+        } else {
+            let json = token.to_json();
+            let creds = NewCredentials {
+                json: &json,
+                consumer_key_hash: &ck_hash,
+                expires_at: token.access_token_expiry,
+                apple_id: &apple_id,
+            };
+            self.store
+                .ade_token_store_credentials(id, record.version, &creds, now, audit)
+                .await
+                .map_err(|e| match e {
+                    russet_store::StoreError::Constraint { .. } => CoreError::conflict(
+                        "abm_server_already_connected",
+                        "this server token's ABM MDM server was connected to another token at the same moment; nothing \
+                     was changed",
+                    ),
+                    other => other.into(),
+                })?
         };
-        let stored = self
-            .store
-            .ade_token_store_credentials(id, record.version, &creds, now, audit)
-            .await
-            .map_err(|e| match e {
-                russet_store::StoreError::Constraint { .. } => CoreError::conflict(
-                    "abm_server_already_connected",
-                    "this server token's ABM MDM server was connected to another token at the same moment; nothing was changed",
-                ),
-                other => other.into(),
-            })?;
         tracing::info!(token_id = id, result, forced, expires_at = %fmt_time(token.access_token_expiry), "ADE server token stored");
         Ok(UploadOutcome {
             token: self.view(&stored),

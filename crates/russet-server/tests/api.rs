@@ -544,6 +544,23 @@ async fn renewal_in_place_and_its_guards() {
             )
             .await;
         assert_eq!(out["result"], "unchanged");
+        // The same file with another Apple ID only records the Apple ID: no renewal.
+        let out = s
+            .json(
+                s.upload(id, first.clone(), &[("apple_id", "b@example.com")]),
+                StatusCode::OK,
+            )
+            .await;
+        assert_eq!(out["result"], "apple_id_updated");
+        assert_eq!(
+            (out["token"]["apple_id"].as_str(), out["token"]["renewed_at"].as_str()),
+            (Some("b@example.com"), None)
+        );
+        s.json(
+            s.upload(id, first.clone(), &[("apple_id", "a@example.com")]),
+            StatusCode::OK,
+        )
+        .await;
 
         // A first-upload intent on an active token is refused.
         let r = s

@@ -75,6 +75,15 @@ fn from_row(row: &AnyRow) -> Result<AdeTokenRecord, StoreError> {
     })
 }
 
+/// A token read inside a write transaction (after changing it).
+async fn fetch_in(conn: &mut sqlx::AnyConnection, id: i64) -> Result<AdeTokenRecord, StoreError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE t.id = $1")))
+        .bind(id)
+        .fetch_one(conn)
+        .await?;
+    from_row(&row)
+}
+
 impl Store {
     /// Stores a new pending token with its key pair. The id is assigned here and written
     /// into `audit` as its target.
@@ -109,11 +118,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         record(&mut tx, &audit.target(id)).await?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE t.id = $1")))
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let token = from_row(&row)?;
+        let token = fetch_in(&mut tx, id).await?;
         tx.commit().await?;
         Ok(token)
     }
@@ -219,11 +224,37 @@ impl Store {
             return Err(StoreError::Concurrent);
         }
         record(&mut tx, &audit.target(id)).await?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE t.id = $1")))
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let token = from_row(&row)?;
+        let token = fetch_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(token)
+    }
+
+    /// Records another Apple ID for a token read at `expected_version`, leaving its
+    /// credentials and times as they are.
+    pub async fn ade_token_set_apple_id(
+        &self,
+        id: i64,
+        expected_version: i64,
+        apple_id: &str,
+        now: OffsetDateTime,
+        audit: NewAuditEntry,
+    ) -> Result<AdeTokenRecord, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query(
+            "UPDATE ade_tokens SET apple_id = $1, updated_at = $2, version = version + 1 WHERE id = $3 AND version = $4",
+        )
+        .bind(apple_id)
+        .bind(to_millis(now))
+        .bind(id)
+        .bind(expected_version)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated != 1 {
+            return Err(StoreError::Concurrent);
+        }
+        record(&mut tx, &audit.target(id)).await?;
+        let token = fetch_in(&mut tx, id).await?;
         tx.commit().await?;
         Ok(token)
     }
