@@ -1,0 +1,199 @@
+//! # applesim: a simulator of Apple's side of Automated Device Enrollment
+//!
+//! `applesim` plays Apple for an MDM server under test. It simulates both:
+//!
+//! * **Apple Business Manager / Apple School Manager, the administrator's side.** You can
+//!   create organisations and MDM servers, upload the MDM vendor's public key and
+//!   download server tokens (`.p7m`, made like Apple's). You can also buy, assign, move,
+//!   modify and release devices, and require new terms and conditions.
+//! * **The DEP ("Device Assignment") web API** that MDM servers call at
+//!   `https://mdmenrollment.apple.com/`. This covers OAuth 1.0a `/session`, `/account`,
+//!   fetch and sync with cursors, device details, disown, and profile define/get/assign/remove.
+//!
+//! It is an independent peer written from Apple's documented behaviour. It shares no code
+//! with the MDM server it tests, so a misunderstanding on the client side is not mirrored
+//! here. Everything is in memory. A device takes 56 bytes plus its share of the indexes,
+//! so a million devices fit comfortably.
+//!
+//! Tests drive it in process through [`AppleSim`]. Other tools can use the admin HTTP API
+//! or the `applesim serve` binary.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use applesim::{AppleSim, DeviceSpec, OrgKind};
+//! let sim = AppleSim::new();
+//! let org = sim.create_org("Example Org", OrgKind::Business);
+//! let server = sim.create_mdm_server(org, "Russet");
+//! let serials = sim.add_devices(org, 100, DeviceSpec::default());
+//! sim.assign_devices(server, &serials).unwrap();
+//! let running = sim.serve("127.0.0.1:0".parse().unwrap()).await?;
+//! println!("DEP base URL: {}", running.base_url);
+//! # Ok(()) }
+//! ```
+//!
+//! ## The DEP API (at the root of the listener)
+//!
+//! | Method and path | What it does |
+//! |---|---|
+//! | `GET /session` | OAuth 1.0a with real HMAC-SHA1 verification. The answer is `{"auth_session_token":"…"}`. |
+//! | `GET /account` | `server_name`, `server_uuid`, `admin_id`, `facilitator_id` and `org_*`. The protocol version 3+ keys `org_id`, `org_id_hash`, `org_type`, `org_version` and `urls` come only when the client sends version 3 or higher. |
+//! | `POST /server/devices` | Fetch all devices of the server, page by page. |
+//! | `POST /devices/sync` | Changes after the cursor's position, each with `op_type` and `op_date`. |
+//! | `POST /devices` | Details. Each device has `response_status` `SUCCESS` or `NOT_FOUND`. |
+//! | `POST /devices/disown` | `SUCCESS` or `NOT_ACCESSIBLE`. The device leaves the organisation. |
+//! | `POST /profile`, `GET /profile?profile_uuid=` | Define a profile (validated like Apple) and get it. |
+//! | `POST` or `PUT /profile/devices` | Assign a profile. Results are `SUCCESS`, `NOT_ACCESSIBLE`, `FAILED` or `THROTTLED`. |
+//! | `DELETE /profile/devices` | Remove a profile. The status becomes `removed`. |
+//!
+//! Behaviour common to every endpoint:
+//!
+//! * **Check order.** For each request the simulator first records it (see
+//!   [`AppleSim::requests`]). It then applies an injected fault, if any. Next it checks
+//!   for a `User-Agent` (missing gives 400 `USER_AGENT_MISSING`). Then comes
+//!   authentication: `/session` uses OAuth; every other endpoint needs the
+//!   `X-ADM-Auth-Session` header, and a missing, unknown or expired session gives 401
+//!   `UNAUTHORIZED`. After that, pending terms give 403 `T_C_NOT_SIGNED`, and a body that
+//!   is not JSON gives 400 `MALFORMED_REQUEST_BODY`.
+//! * **Wrong method.** A known path with the wrong method answers 405 with an empty body,
+//!   like depsim.
+//! * **Protocol version.** `X-Server-Protocol-Version` is read on every request. A missing
+//!   or unparsable value counts as version 1. Devices carry `os` and `device_family` only
+//!   from version 2 on. iPads report `os` `iOS` below version 7 and `iPadOS` from 7 on.
+//!   `THROTTLED` appears from version 9 (below that it is `FAILED`), and
+//!   `retry_after_seconds` from version 10.
+//! * **Error bodies.** The format is set by [`AppleSim::set_error_style`]. `Bare` sends the
+//!   code as `text/plain`, as Apple does. `Quoted` sends a JSON string, as depsim does.
+//!   `Json` sends `{"code","message"}`. OAuth failures on `/session` carry OAuth Problem
+//!   Reporting text, for example `oauth_problem=signature_invalid`, instead of a code.
+//!
+//! ### Choices where Apple's behaviour is undocumented
+//!
+//! * **Sessions.** A session lives 30 minutes of sim time by default, counted from its
+//!   creation (see [`AppleSim::set_session_policy`]). When rotation is on, the old token
+//!   stops working at once. Downloading a new token also ends the sessions of the previous
+//!   token.
+//! * **`/session` status codes.**
+//!   * An unknown, superseded or expired token, a wrong signature or a replayed nonce
+//!     gives 401.
+//!   * A missing parameter, a duplicated one, an unsupported one (such as
+//!     `oauth_callback`), or a signature method other than `HMAC-SHA1` gives 400.
+//!   * `oauth_timestamp` is not compared with the clock.
+//!   * The signature is checked against `http://` and `https://` forms of the `Host`
+//!     header's URL, or only the scheme named by `X-Forwarded-Proto` if that is present.
+//! * **Fetch.**
+//!   * Pages follow the order in which devices were bought. `limit` defaults to 100.
+//!     Values of 0 or below use the default, and values above 1000 are clamped to 1000.
+//!   * `fetched_until` is the sim time of the response.
+//!   * The last page's cursor answers a further fetch with `EXHAUSTED_CURSOR`. A sync with
+//!     it reports every change since the fetch *began*, so changes made during a long
+//!     fetch are not lost.
+//!   * A continuation cursor older than 7 days gives `EXPIRED_CURSOR` on fetch too.
+//! * **Sync.**
+//!   * It returns the server's change log from the cursor on, in order. The same serial
+//!     may appear several times.
+//!   * Records carry the device's *current* attributes with the event's `op_type` and
+//!     `op_date`. For `deleted` events, and for devices that have since moved to another
+//!     server, the profile and assignment fields are left out.
+//!   * A cursor of another MDM server, of another simulator instance, or one that was
+//!     altered gives `INVALID_CURSOR`.
+//! * **Moves.** A device moved to another server loses its profile assignment
+//!   (`profile_status` `empty`).
+//! * **Details and disown.** They see only the calling server's devices. Other and unknown
+//!   devices are `NOT_FOUND` (details) or `NOT_ACCESSIBLE` (disown).
+//! * **`devices` arrays.** More than 1000 serials in one request give 400
+//!   `MALFORMED_REQUEST_BODY`. An empty or missing array gives `DEVICE_ID_REQUIRED`.
+//!   Duplicate serials are answered once.
+//! * **Profiles.**
+//!   * A profile belongs to the server that defined it. The profile UUID of another
+//!     server gives 404 `PROFILE_NOT_FOUND`, on get and on assign.
+//!   * Profile UUIDs are 32 uppercase hex digits and are matched exactly.
+//!   * Assigning sets `profile_status` `assigned` and `profile_assign_time`, clears
+//!     `profile_push_time`, and adds a `modified` event.
+//!   * Removing sets `profile_status` `removed` and clears `profile_uuid` and both profile
+//!     times, with a `modified` event. A device without a profile answers `SUCCESS` and
+//!     nothing changes.
+//!   * A device can also download its profile in this simulator, through
+//!     [`AppleSim::simulate_profile_fetch`]. The status then becomes `pushed`, with a
+//!     `modified` event.
+//! * **Throttling.** It uses fixed windows of sim time per server, counting devices that
+//!   were actually assigned.
+//!
+//! ## Admin HTTP API (under `/abm`, JSON)
+//!
+//! | Route | Body → answer |
+//! |---|---|
+//! | `GET /abm/orgs` | → `[{org_id,name,kind,terms_pending,servers}]` |
+//! | `POST /abm/orgs` | `{"name","kind":"business"\|"education"}` → `201 {"org_id"}` |
+//! | `POST /abm/orgs/{org}/servers` | `{"name"}` → `201 {"server_id","server_uuid"}` |
+//! | `POST /abm/orgs/{org}/devices` | `{"count","family"?: "Mac"\|"iPhone"\|"iPad"\|"AppleTV"\|"Vision"}` → `{"serials"}` |
+//! | `GET /abm/orgs/{org}/devices/unassigned` | → `{"serials"}` |
+//! | `PUT /abm/orgs/{org}/terms` | `{"pending": bool}` → 204 |
+//! | `GET /abm/servers/{server}` | → name, UUID, organisation, counts, key and token presence, throttle |
+//! | `PUT /abm/servers/{server}/public-key` | the PEM certificate as the raw body → 204 |
+//! | `POST /abm/servers/{server}/token` | → the `.p7m` (`application/pkcs7-mime`); earlier tokens stop working |
+//! | `GET` or `PUT /abm/servers/{server}/credentials` | the plaintext token JSON (`consumer_key`, …, `access_token_expiry`) |
+//! | `GET /abm/servers/{server}/devices?offset=&limit=` | → the server's devices (API fields plus `org_id` and `server_id`) |
+//! | `POST /abm/servers/{server}/devices` | `{"serials":[…]}` → 204 (assign or move) |
+//! | `PUT` or `DELETE /abm/servers/{server}/throttle` | `{"devices_per_window","window_seconds","retry_after_seconds"}` |
+//! | `POST /abm/devices/release` | `{"serials"}` → 204 |
+//! | `POST /abm/devices/modify` | `{"serials","asset_tag"?,"color"?,"description"?}` → 204 |
+//! | `POST /abm/devices/profile-fetched` | `{"serials"}` → 204 |
+//! | `GET /abm/devices/{serial}` | → the device |
+//! | `GET /abm/profiles/{uuid}` | → the profile as defined |
+//! | `GET` or `POST /abm/clock` | `{"set":"RFC 3339"}` and/or `{"advance_seconds":n}` → `{"now","unix"}` |
+//! | `GET`, `POST` or `DELETE /abm/faults` | see below |
+//! | `PUT /abm/error-style` | `{"style":"bare"\|"quoted"\|"json"}` |
+//! | `PUT /abm/session-policy` | `{"lifetime_seconds","rotate_every"?}` |
+//! | `PUT /abm/move-style` | `{"style":"added"\|"modified"}` |
+//! | `GET` or `DELETE /abm/requests?last=N` | the request log |
+//!
+//! The faults body is `{"endpoint","faults":[…]}`.
+//!
+//! * `endpoint` is one of `session`, `account`, `fetch_devices`, `sync_devices`,
+//!   `device_details`, `disown`, `define_profile`, `get_profile`, `assign_profile` or
+//!   `remove_profile`.
+//! * Each entry of `faults` is `{"count","kind",…}`. `kind` is one of `pass`,
+//!   `unauthorized`, `forbidden`, `access_denied`, `terms_not_signed`,
+//!   `too_many_requests`, `service_unavailable`, `internal_error`, `bad_request`, `slow`
+//!   or `drop_connection`.
+//! * The optional keys depend on the kind:
+//!   * `too_many_requests` and `service_unavailable` take `retry_after_seconds` or
+//!     `retry_after_date_in_seconds`.
+//!   * `bad_request` takes `code`.
+//!   * `slow` takes `millis`.
+//!
+//! Admin errors are `{"error":"…"}`, with status 404 for unknown objects and 400 for
+//! invalid input.
+//!
+//! ## Server tokens
+//!
+//! [`AppleSim::download_token`] writes exactly the four MIME header lines of Apple's
+//! file, then a blank line. The body is base64 in 76-column lines of a CMS
+//! EnvelopedData: BER with indefinite lengths, AES-128-CBC content encryption, and RSA
+//! PKCS#1 v1.5 key transport to the uploaded certificate (recipient = issuer and serial
+//! number). The encrypted content is Apple's `text/plain` MIME entity with the JSON
+//! between `-----BEGIN MESSAGE-----` and `-----END MESSAGE-----`.
+
+#![warn(missing_docs)]
+
+mod admin;
+mod catalog;
+mod clock;
+mod cursor;
+mod dep;
+pub mod oauth;
+mod server;
+mod sim;
+mod state;
+pub mod timefmt;
+pub mod token;
+mod types;
+
+pub use clock::SimClock;
+pub use dep::{CURSOR_LIFETIME, DEFAULT_LIMIT, MAX_LIMIT, MAX_SERIALS};
+pub use server::RunningSim;
+pub use sim::{AppleSim, REQUEST_LOG_CAPACITY};
+pub use types::{
+    DeviceChange, DeviceFamily, DeviceSpec, Endpoint, ErrorStyle, Fault, FaultKind, MoveStyle, OrgId, OrgKind,
+    RequestRecord, RetryAfter, ServerId, SimCredentials, SimDevice, SimError, ThrottlePolicy,
+};

@@ -1,0 +1,11 @@
+//! Integration tests of applesim over real HTTP on 127.0.0.1 (one test binary to keep links few).
+
+mod admin;
+mod common;
+mod devices;
+mod faults;
+mod hostile;
+mod profiles;
+mod scale;
+mod session;
+mod token;
