@@ -6,8 +6,12 @@
 //!
 //! * [`server_token`]: Apple Business Manager server tokens (`.p7m`) and the key pair whose
 //!   certificate is uploaded to ABM.
+//! * [`dep`]: the device assignment (DEP / ADE) API client: OAuth session handshake, device
+//!   fetch and sync, device details, disowning, and enrollment profiles. Being a network
+//!   client, it is the exception to "no clock": it reads the system clock for OAuth timestamps
+//!   and `Retry-After` dates and sleeps between retries.
 //!
-//! Later additions: the device assignment (DEP) API client, MDM command and check-in plist
-//! types, SCEP, APNs, and Apps and Books.
+//! Later additions: MDM command and check-in plist types, SCEP, APNs, and Apps and Books.
 
+pub mod dep;
 pub mod server_token;
