@@ -28,8 +28,29 @@ pub struct AdeTokenRecord {
     pub updated_at: OffsetDateTime,
     /// Incremented on every change; writers pass the version they read.
     pub version: i64,
+    /// Devices still assigned to the token's MDM server in ABM.
     pub device_count: i64,
+    /// Devices ABM released or moved away, kept until the retention period ends.
+    pub removed_device_count: i64,
     pub profile_count: i64,
+    pub account: AbmAccount,
+    /// Set when Apple last answered T_C_NOT_SIGNED (cleared by the next success).
+    pub terms_not_signed_at: Option<OffsetDateTime>,
+    pub default_profile_id: Option<i64>,
+}
+
+/// What Apple's `/account` says about the token's MDM server and organisation.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct AbmAccount {
+    pub server_name: Option<String>,
+    pub server_uuid: Option<String>,
+    pub admin_id: Option<String>,
+    pub org_name: Option<String>,
+    pub org_email: Option<String>,
+    pub org_phone: Option<String>,
+    pub org_type: Option<String>,
+    pub org_id: Option<String>,
+    pub checked_at: Option<OffsetDateTime>,
 }
 
 /// Server token credentials to store on a token.
@@ -43,7 +64,10 @@ pub struct NewCredentials<'a> {
 
 const SELECT: &str = "SELECT t.id, t.name, t.apple_id, t.certificate_pem, CASE WHEN t.credentials_enc IS NULL THEN 0 ELSE 1 END AS has_credentials, \
      t.consumer_key_hash, t.expires_at, t.created_at, t.activated_at, t.renewed_at, t.updated_at, t.version, \
-     (SELECT COUNT(*) FROM ade_devices d WHERE d.token_id = t.id) AS device_count, \
+     t.abm_server_name, t.abm_server_uuid, t.abm_admin_id, t.org_name, t.org_email, t.org_phone, t.org_type, t.org_id, \
+     t.account_checked_at, t.terms_not_signed_at, t.default_profile_id, \
+     (SELECT COUNT(*) FROM ade_devices d WHERE d.token_id = t.id AND d.removed_at IS NULL) AS device_count, \
+     (SELECT COUNT(*) FROM ade_devices d WHERE d.token_id = t.id AND d.removed_at IS NOT NULL) AS removed_device_count, \
      (SELECT COUNT(*) FROM ade_profiles p WHERE p.token_id = t.id) AS profile_count \
      FROM ade_tokens t";
 
@@ -71,7 +95,21 @@ fn from_row(row: &AnyRow) -> Result<AdeTokenRecord, StoreError> {
         updated_at: from_millis(row.try_get("updated_at")?)?,
         version: row.try_get("version")?,
         device_count: row.try_get("device_count")?,
+        removed_device_count: row.try_get("removed_device_count")?,
         profile_count: row.try_get("profile_count")?,
+        account: AbmAccount {
+            server_name: row.try_get("abm_server_name")?,
+            server_uuid: row.try_get("abm_server_uuid")?,
+            admin_id: row.try_get("abm_admin_id")?,
+            org_name: row.try_get("org_name")?,
+            org_email: row.try_get("org_email")?,
+            org_phone: row.try_get("org_phone")?,
+            org_type: row.try_get("org_type")?,
+            org_id: row.try_get("org_id")?,
+            checked_at: opt_from_millis(row.try_get("account_checked_at")?)?,
+        },
+        terms_not_signed_at: opt_from_millis(row.try_get("terms_not_signed_at")?)?,
+        default_profile_id: row.try_get("default_profile_id")?,
     })
 }
 
@@ -259,6 +297,49 @@ impl Store {
         Ok(token)
     }
 
+    /// Records Apple's `/account` answer (no version change: it is Apple's data, not an
+    /// administrator's edit). Clears the terms flag, since Apple answered.
+    pub async fn ade_token_set_account(&self, id: i64, a: &AbmAccount) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE ade_tokens SET abm_server_name = $1, abm_server_uuid = $2, abm_admin_id = $3, org_name = $4, \
+               org_email = $5, org_phone = $6, org_type = $7, org_id = $8, account_checked_at = $9, \
+               terms_not_signed_at = NULL WHERE id = $10",
+        )
+        .bind(&a.server_name)
+        .bind(&a.server_uuid)
+        .bind(&a.admin_id)
+        .bind(&a.org_name)
+        .bind(&a.org_email)
+        .bind(&a.org_phone)
+        .bind(&a.org_type)
+        .bind(&a.org_id)
+        .bind(a.checked_at.map(to_millis))
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// When Apple last answered T_C_NOT_SIGNED, if the flag is set (a cheap read for every
+    /// call to Apple).
+    pub async fn ade_token_terms(&self, id: i64) -> Result<Option<OffsetDateTime>, StoreError> {
+        let at: Option<Option<i64>> = sqlx::query_scalar("SELECT terms_not_signed_at FROM ade_tokens WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        opt_from_millis(at.flatten())
+    }
+
+    /// Sets (Apple answered T_C_NOT_SIGNED at `at`) or clears the terms flag.
+    pub async fn ade_token_set_terms(&self, id: i64, at: Option<OffsetDateTime>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE ade_tokens SET terms_not_signed_at = $1 WHERE id = $2")
+            .bind(at.map(to_millis))
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Deletes a token read at `expected_version`, with its key material. The schema
     /// refuses (as [`StoreError::Constraint`]) while devices or profiles still refer to it.
     pub async fn ade_token_delete(
@@ -268,6 +349,22 @@ impl Store {
         audit: NewAuditEntry,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
+        // Devices ABM already released go with the token; devices still assigned block it.
+        sqlx::query(
+            "DELETE FROM ade_assignment_events WHERE serial_number IN \
+               (SELECT serial_number FROM ade_devices WHERE token_id = $1 AND removed_at IS NOT NULL)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM ade_devices WHERE token_id = $1 AND removed_at IS NOT NULL")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM ade_sync_state WHERE token_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         let deleted = sqlx::query("DELETE FROM ade_tokens WHERE id = $1 AND version = $2")
             .bind(id)
             .bind(expected_version)

@@ -14,9 +14,15 @@
 
 pub mod ade_tokens;
 pub mod admin_keys;
+pub mod assignments;
 pub mod audit;
 pub mod crypto;
+pub mod devices;
 mod error;
+pub mod jobs;
+pub mod leases;
+pub mod profiles;
+pub mod sync;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -110,16 +116,29 @@ impl Store {
             url: redact_url(&options.url),
             detail: e.to_string(),
         })?;
+        // SQLite has one writer; a few connections serve readers beside it, and bound the
+        // page cache memory (16 MiB each).
+        let max_connections = if backend == Backend::Sqlite {
+            options.max_connections.clamp(1, 4)
+        } else {
+            options.max_connections.max(1)
+        };
         let mut pool = AnyPoolOptions::new()
-            .max_connections(options.max_connections.max(1))
+            .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10));
         if backend == Backend::Sqlite {
             pool = pool.after_connect(|conn, _meta| {
                 Box::pin(async move {
-                    // WAL lets readers run beside the writer; secure_delete overwrites deleted
-                    // rows, so removed key material does not linger in free pages.
-                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA secure_delete = ON; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
-                        .await?;
+                    // WAL lets readers run beside the writer. secure_delete overwrites deleted
+                    // rows on the pages being written, so removed key material does not linger.
+                    // Checkpoints run in the background (see `checkpointer`), not inside commits.
+                    // A 16 MiB page cache keeps a large fleet's serial index in memory.
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA secure_delete = FAST; \
+                         PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -16384; PRAGMA busy_timeout = 10000; \
+                         PRAGMA foreign_keys = ON;",
+                    )
+                    .await?;
                     Ok(())
                 })
             });
@@ -139,6 +158,9 @@ impl Store {
             key: Arc::new(key),
         };
         store.check_master_key().await?;
+        if backend == Backend::Sqlite {
+            tokio::spawn(checkpointer(store.pool.clone()));
+        }
         Ok(store)
     }
 
@@ -151,6 +173,34 @@ impl Store {
         &self.key
     }
 
+    /// Refreshes the query planner's statistics of the device tables (after a sync that
+    /// changed many devices). Without them SQLite scans a whole token's devices where a
+    /// serial-number lookup would do. Bounded on SQLite (`analysis_limit`); PostgreSQL samples.
+    pub async fn analyze_devices(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        match self.backend {
+            Backend::Sqlite => {
+                conn.execute("PRAGMA analysis_limit = 2000").await?;
+                conn.execute("ANALYZE ade_devices").await?;
+                conn.execute("ANALYZE ade_assignment_events").await?;
+            }
+            Backend::Postgres => {
+                conn.execute("ANALYZE ade_devices, ade_assignment_events").await?;
+            }
+        }
+        Ok(())
+    }
+
+    #[doc(hidden)]
+    /// Runs a statement on every pooled connection (benchmark diagnostics only).
+    pub async fn debug_exec(&self, sql: &str) {
+        for _ in 0..self.pool.size().max(1) {
+            if let Ok(mut c) = self.pool.acquire().await {
+                let _ = c.execute(sqlx::AssertSqlSafe(sql.to_string())).await;
+            }
+        }
+    }
+
     /// True when the database answers a trivial query within `timeout`.
     pub async fn ping(&self, timeout: Duration) -> bool {
         matches!(
@@ -159,8 +209,14 @@ impl Store {
         )
     }
 
-    /// Closes every pooled connection (for a clean shutdown).
+    /// Closes every pooled connection (for a clean shutdown), folding SQLite's WAL back into
+    /// the database file first.
     pub async fn close(&self) {
+        if self.backend == Backend::Sqlite
+            && let Ok(mut conn) = self.pool.acquire().await
+        {
+            let _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").await;
+        }
         self.pool.close().await;
     }
 
@@ -227,6 +283,25 @@ fn create_private_sqlite_file(url: &str) -> Result<(), StoreError> {
             url: redact_url(url),
             detail: format!("cannot create the database file: {e}"),
         }),
+    }
+}
+
+/// Copies SQLite's write-ahead log into the database file every second, beside the writer
+/// rather than inside its commits (PASSIVE: it waits for no one and blocks no one). Ends
+/// when the pool closes.
+async fn checkpointer(pool: AnyPool) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Ok(mut conn) = pool.acquire().await
+            && let Err(e) = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").await
+        {
+            tracing::debug!(error = %e, "WAL checkpoint skipped");
+        }
     }
 }
 

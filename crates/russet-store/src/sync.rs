@@ -1,0 +1,270 @@
+//! Device sync state per token, and the atomic write of one page of Apple's answer: the
+//! devices, the cursor that follows them and the job's progress commit together, so a
+//! crash can neither lose nor skip a device.
+
+use serde::Serialize;
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use crate::Backend;
+use crate::devices::{DeviceUpsert, IN_LIST, bulk, existing, mark_removed, placeholders, upsert};
+use crate::jobs::update_progress;
+use crate::{Store, StoreError, opt_from_millis, to_millis};
+
+/// Where a token's sync stands.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct SyncState {
+    pub token_id: i64,
+    pub cursor: Option<String>,
+    /// `fetch` while a full fetch is under way, `sync` once it completed.
+    pub phase: Option<String>,
+    pub cursor_at: Option<OffsetDateTime>,
+    pub fetch_started_at: Option<OffsetDateTime>,
+    /// The fetch under way only adds serials not yet known.
+    pub fetch_new_only: bool,
+    pub last_sync_at: Option<OffsetDateTime>,
+    pub last_sync_status: Option<String>,
+    pub last_sync_error: Option<String>,
+    pub last_success_at: Option<OffsetDateTime>,
+    pub last_full_sync_at: Option<OffsetDateTime>,
+    pub last_manual_sync_at: Option<OffsetDateTime>,
+    pub next_sync_at: Option<OffsetDateTime>,
+    pub consecutive_failures: i64,
+}
+
+/// One page to commit.
+pub struct SyncPage<'a> {
+    pub token_id: i64,
+    /// Added or modified devices, one per serial (the newest record of the page).
+    pub upserts: &'a [DeviceUpsert],
+    /// Serials Apple reports deleted, with the operation's date.
+    pub removals: &'a [(String, Option<OffsetDateTime>)],
+    /// Only insert serials not yet known (a full sync within 7 days of the last one).
+    pub new_only: bool,
+    /// The token's default profile: devices new to the token get it (marked pending).
+    pub default_profile_id: Option<i64>,
+    /// The cursor to resume from after this page, and the phase it belongs to.
+    pub cursor: &'a str,
+    pub phase: &'a str,
+    pub job_id: i64,
+    pub progress: &'a serde_json::Value,
+    /// Written as the devices' `last_seen_at`: during a full fetch, the fetch's marker (see
+    /// [`Store::sync_remove_unseen`]).
+    pub seen_at: OffsetDateTime,
+    pub now: OffsetDateTime,
+    /// The sync's lease (name, owner), renewed until `lease_until` with the page; the page
+    /// is refused with [`StoreError::Concurrent`] when the lease was lost.
+    pub lease: (&'a str, &'a str),
+    pub lease_until: OffsetDateTime,
+}
+
+/// What a page changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PageCounts {
+    /// Serials not known before.
+    pub added: u64,
+    /// Known serials written again.
+    pub updated: u64,
+    pub removed: u64,
+    /// Known serials of another token that moved to this one.
+    pub moved_in: u64,
+    /// Devices new to the token marked for its default profile.
+    pub default_marked: u64,
+}
+
+/// Marks the given devices of a token, if they have no profile yet, for `profile_id`
+/// (without a job: the sync's caller attaches one). Returns how many.
+async fn mark_default(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    token_id: i64,
+    profile_id: i64,
+    serials: &[&str],
+    now: OffsetDateTime,
+) -> Result<u64, StoreError> {
+    let mut n = 0;
+    for chunk in serials.chunks(IN_LIST) {
+        let sql = bulk(
+            backend,
+            format!(
+                "UPDATE ade_devices SET profile_id = $1, assign_state = 'pending', assign_job_id = NULL, \
+                   assign_retry_at = NULL, assign_updated_at = $2 \
+                 WHERE +token_id = $3 AND profile_id IS NULL AND serial_number IN ({})",
+                placeholders(4, chunk.len())
+            ),
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(profile_id)
+            .bind(to_millis(now))
+            .bind(token_id);
+        for s in chunk {
+            q = q.bind(*s);
+        }
+        n += q.execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(n)
+}
+
+impl Store {
+    pub async fn sync_state(&self, token_id: i64) -> Result<SyncState, StoreError> {
+        let row = sqlx::query(
+            "SELECT token_id, cursor, phase, cursor_at, fetch_started_at, fetch_new_only, last_sync_at, last_sync_status, \
+               last_sync_error, last_success_at, last_full_sync_at, last_manual_sync_at, next_sync_at, consecutive_failures \
+             FROM ade_sync_state WHERE token_id = $1",
+        )
+        .bind(token_id)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(r) = row else {
+            return Ok(SyncState {
+                token_id,
+                ..SyncState::default()
+            });
+        };
+        Ok(SyncState {
+            token_id,
+            cursor: r.try_get("cursor")?,
+            phase: r.try_get("phase")?,
+            cursor_at: opt_from_millis(r.try_get("cursor_at")?)?,
+            fetch_started_at: opt_from_millis(r.try_get("fetch_started_at")?)?,
+            fetch_new_only: r.try_get::<i64, _>("fetch_new_only")? != 0,
+            last_sync_at: opt_from_millis(r.try_get("last_sync_at")?)?,
+            last_sync_status: r.try_get("last_sync_status")?,
+            last_sync_error: r.try_get("last_sync_error")?,
+            last_success_at: opt_from_millis(r.try_get("last_success_at")?)?,
+            last_full_sync_at: opt_from_millis(r.try_get("last_full_sync_at")?)?,
+            last_manual_sync_at: opt_from_millis(r.try_get("last_manual_sync_at")?)?,
+            next_sync_at: opt_from_millis(r.try_get("next_sync_at")?)?,
+            consecutive_failures: r.try_get("consecutive_failures")?,
+        })
+    }
+
+    /// Writes every field of the state (the row is created on first use).
+    pub async fn sync_state_save(&self, s: &SyncState) -> Result<(), StoreError> {
+        let ms = |t: Option<OffsetDateTime>| t.map(to_millis);
+        sqlx::query(
+            "INSERT INTO ade_sync_state (token_id, cursor, phase, cursor_at, fetch_started_at, fetch_new_only, last_sync_at, \
+               last_sync_status, last_sync_error, last_success_at, last_full_sync_at, last_manual_sync_at, next_sync_at, \
+               consecutive_failures) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+             ON CONFLICT (token_id) DO UPDATE SET cursor = excluded.cursor, phase = excluded.phase, \
+               cursor_at = excluded.cursor_at, fetch_started_at = excluded.fetch_started_at, \
+               fetch_new_only = excluded.fetch_new_only, last_sync_at = excluded.last_sync_at, \
+               last_sync_status = excluded.last_sync_status, last_sync_error = excluded.last_sync_error, \
+               last_success_at = excluded.last_success_at, last_full_sync_at = excluded.last_full_sync_at, \
+               last_manual_sync_at = excluded.last_manual_sync_at, next_sync_at = excluded.next_sync_at, \
+               consecutive_failures = excluded.consecutive_failures",
+        )
+        .bind(s.token_id)
+        .bind(&s.cursor)
+        .bind(&s.phase)
+        .bind(ms(s.cursor_at))
+        .bind(ms(s.fetch_started_at))
+        .bind(i64::from(s.fetch_new_only))
+        .bind(ms(s.last_sync_at))
+        .bind(&s.last_sync_status)
+        .bind(&s.last_sync_error)
+        .bind(ms(s.last_success_at))
+        .bind(ms(s.last_full_sync_at))
+        .bind(ms(s.last_manual_sync_at))
+        .bind(ms(s.next_sync_at))
+        .bind(s.consecutive_failures)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Commits one page: devices, removals, the cursor after them and the job's progress,
+    /// in one transaction.
+    pub async fn sync_apply_page(&self, page: &SyncPage<'_>) -> Result<PageCounts, StoreError> {
+        let mut tx = self.begin_write().await?;
+        if self.backend() == Backend::Postgres {
+            // The cursor commits with its page, so losing the last commits in a crash only
+            // means fetching those pages again: no need to wait for the WAL flush.
+            sqlx::query("SET LOCAL synchronous_commit TO OFF")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let renewed = sqlx::query("UPDATE leases SET expires_at = $1 WHERE name = $2 AND owner = $3")
+            .bind(to_millis(page.lease_until))
+            .bind(page.lease.0)
+            .bind(page.lease.1)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if renewed != 1 {
+            return Err(StoreError::Concurrent);
+        }
+        let serials: Vec<&str> = page.upserts.iter().map(|d| d.serial_number.as_str()).collect();
+        let known = existing(&mut tx, self.backend(), &serials).await?;
+        let mut counts = PageCounts::default();
+        for d in page.upserts {
+            match known.get(&d.serial_number) {
+                None => counts.added += 1,
+                Some(t) if *t != page.token_id => counts.moved_in += 1,
+                Some(_) => counts.updated += 1,
+            }
+        }
+        if page.new_only {
+            counts.updated = 0;
+            counts.moved_in = 0;
+        }
+        upsert(
+            &mut tx,
+            self.backend(),
+            page.token_id,
+            page.upserts,
+            page.new_only,
+            page.seen_at,
+            page.now,
+        )
+        .await?;
+        if let Some(profile_id) = page.default_profile_id {
+            // Devices new to this token (inserted, or moved in from another token).
+            let fresh: Vec<&str> = page
+                .upserts
+                .iter()
+                .map(|d| d.serial_number.as_str())
+                .filter(|s| known.get(*s).is_none_or(|t| *t != page.token_id))
+                .collect();
+            counts.default_marked =
+                mark_default(&mut tx, self.backend(), page.token_id, profile_id, &fresh, page.now).await?;
+        }
+        counts.removed = mark_removed(&mut tx, page.token_id, page.removals, page.now).await?;
+        sqlx::query(
+            "INSERT INTO ade_sync_state (token_id, cursor, phase, cursor_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (token_id) DO UPDATE SET cursor = excluded.cursor, phase = excluded.phase, cursor_at = excluded.cursor_at",
+        )
+        .bind(page.token_id)
+        .bind(page.cursor)
+        .bind(page.phase)
+        .bind(to_millis(page.now))
+        .execute(&mut *tx)
+        .await?;
+        update_progress(&mut tx, page.job_id, page.progress, page.now).await?;
+        tx.commit().await?;
+        Ok(counts)
+    }
+
+    /// After a complete full fetch: devices of the token that the fetch did not return are
+    /// no longer assigned to its MDM server; mark them removed. `fetch_marker` is the
+    /// `seen_at` the fetch's pages were written with; it must be later than every earlier
+    /// fetch's marker. Returns how many were marked.
+    pub async fn sync_remove_unseen(
+        &self,
+        token_id: i64,
+        fetch_marker: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE ade_devices SET removed_at = $1, op_type = 'deleted', updated_at = $1 \
+             WHERE token_id = $2 AND removed_at IS NULL AND (last_seen_at IS NULL OR last_seen_at < $3)",
+        )
+        .bind(to_millis(now))
+        .bind(token_id)
+        .bind(to_millis(fetch_marker))
+        .execute(self.pool())
+        .await?
+        .rows_affected())
+    }
+}
