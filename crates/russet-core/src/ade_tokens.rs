@@ -12,9 +12,11 @@
 //! - one ABM MDM server cannot be connected twice (its devices would appear twice);
 //! - every failed upload leaves the token exactly as it was.
 
+use russet_apple::dep::DepError;
 use russet_apple::server_token::{self, EncryptedServerToken, ServerToken, ServerTokenError};
 use russet_store::ade_tokens::{AdeTokenRecord, NewCredentials};
 use russet_store::audit::{Actor, NewAuditEntry};
+use russet_store::sync::SyncState;
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::json;
@@ -41,6 +43,8 @@ pub enum TokenStatus {
     /// Active, and expiring within the warning window (30 days by default).
     Expiring,
     Expired,
+    /// Apple refuses every call until an administrator accepts new terms in ABM.
+    TermsNotSigned,
 }
 
 impl TokenStatus {
@@ -50,6 +54,7 @@ impl TokenStatus {
             TokenStatus::Active => "active",
             TokenStatus::Expiring => "expiring",
             TokenStatus::Expired => "expired",
+            TokenStatus::TermsNotSigned => "terms_not_signed",
         }
     }
 }
@@ -73,8 +78,17 @@ pub struct AdeToken {
     pub consumer_key_fingerprint: Option<String>,
     /// Serial number of the certificate to upload to ABM (uppercase hex).
     pub certificate_serial: String,
+    /// Devices ABM assigns to this token's MDM server.
     pub device_count: i64,
+    /// Devices ABM released or moved away, kept until the retention period ends.
+    pub removed_device_count: i64,
     pub profile_count: i64,
+    pub default_profile_id: Option<i64>,
+    /// What Apple says about the MDM server and organisation (from `/account`).
+    pub abm: AbmInfo,
+    /// What to do when the status is `terms_not_signed`.
+    pub status_message: Option<String>,
+    pub sync: SyncSummary,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
@@ -89,6 +103,44 @@ pub struct AdeToken {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: OffsetDateTime,
+}
+
+/// The ABM side of a token.
+#[derive(Clone, Debug, Default, Serialize, ToSchema)]
+pub struct AbmInfo {
+    pub server_name: Option<String>,
+    pub server_uuid: Option<String>,
+    /// The Apple ID of the ABM administrator (`admin_id`).
+    pub admin_id: Option<String>,
+    pub org_name: Option<String>,
+    pub org_email: Option<String>,
+    pub org_phone: Option<String>,
+    /// `org` (Business) or `edu` (School).
+    pub org_type: Option<String>,
+    pub org_id: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub checked_at: Option<OffsetDateTime>,
+}
+
+/// The last and next device sync of a token.
+#[derive(Clone, Debug, Default, Serialize, ToSchema)]
+pub struct SyncSummary {
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_sync_at: Option<OffsetDateTime>,
+    /// `succeeded` or `failed`.
+    pub last_result: Option<String>,
+    pub last_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_success_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_full_sync_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub next_sync_at: Option<OffsetDateTime>,
 }
 
 /// What an upload is meant to be; a mismatch is refused so that an accidental renewal
@@ -126,6 +178,8 @@ pub struct UploadOutcome {
     pub apple_id_changed: bool,
     /// True when `force` overrode a safety check.
     pub forced: bool,
+    /// Things the administrator should know (e.g. Apple could not be reached to check the token).
+    pub warnings: Vec<String>,
 }
 
 /// What the certificate for ABM looks like, for download.
@@ -247,14 +301,16 @@ pub fn file_error(e: ServerTokenError) -> CoreError {
 }
 
 impl Core {
-    fn view(&self, r: &AdeTokenRecord) -> AdeToken {
+    fn view_with(&self, r: &AdeTokenRecord, state: &SyncState) -> AdeToken {
         let now = self.clock.now();
         let status = match (r.has_credentials, r.expires_at) {
             (false, _) | (true, None) => TokenStatus::Pending,
             (true, Some(exp)) if exp <= now => TokenStatus::Expired,
+            _ if r.terms_not_signed_at.is_some() => TokenStatus::TermsNotSigned,
             (true, Some(exp)) if exp - now <= self.settings.expiry_warning => TokenStatus::Expiring,
             (true, Some(_)) => TokenStatus::Active,
         };
+        let a = &r.account;
         AdeToken {
             id: r.id,
             name: r.name.clone(),
@@ -268,12 +324,39 @@ impl Core {
             consumer_key_fingerprint: r.consumer_key_hash.as_deref().map(fingerprint),
             certificate_serial: certificate_serial(&r.certificate_pem),
             device_count: r.device_count,
+            removed_device_count: r.removed_device_count,
             profile_count: r.profile_count,
+            default_profile_id: r.default_profile_id,
+            abm: AbmInfo {
+                server_name: a.server_name.clone(),
+                server_uuid: a.server_uuid.clone(),
+                admin_id: a.admin_id.clone(),
+                org_name: a.org_name.clone(),
+                org_email: a.org_email.clone(),
+                org_phone: a.org_phone.clone(),
+                org_type: a.org_type.clone(),
+                org_id: a.org_id.clone(),
+                checked_at: a.checked_at,
+            },
+            status_message: (status == TokenStatus::TermsNotSigned).then(|| crate::abm::TERMS_MESSAGE.to_string()),
+            sync: SyncSummary {
+                last_sync_at: state.last_sync_at,
+                last_result: state.last_sync_status.clone(),
+                last_error: state.last_sync_error.clone(),
+                last_success_at: state.last_success_at,
+                last_full_sync_at: state.last_full_sync_at,
+                next_sync_at: if r.has_credentials { state.next_sync_at } else { None },
+            },
             created_at: r.created_at,
             activated_at: r.activated_at,
             renewed_at: r.renewed_at,
             updated_at: r.updated_at,
         }
+    }
+
+    async fn view(&self, r: &AdeTokenRecord) -> Result<AdeToken, CoreError> {
+        let state = self.store.sync_state(r.id).await?;
+        Ok(self.view_with(r, &state))
     }
 
     async fn record(&self, id: i64) -> Result<AdeTokenRecord, CoreError> {
@@ -328,21 +411,19 @@ impl Core {
                 other => other.into(),
             })?;
         tracing::info!(token_id = record.id, name = %record.name, "ADE token created");
-        Ok(self.view(&record))
+        self.view(&record).await
     }
 
     pub async fn ade_token_list(&self) -> Result<Vec<AdeToken>, CoreError> {
-        Ok(self
-            .store
-            .ade_token_list()
-            .await?
-            .iter()
-            .map(|r| self.view(r))
-            .collect())
+        let mut out = Vec::new();
+        for r in self.store.ade_token_list().await? {
+            out.push(self.view(&r).await?);
+        }
+        Ok(out)
     }
 
     pub async fn ade_token_get(&self, id: i64) -> Result<AdeToken, CoreError> {
-        Ok(self.view(&self.record(id).await?))
+        self.view(&self.record(id).await?).await
     }
 
     /// The PEM certificate the administrator uploads to ABM for this token's MDM server.
@@ -473,11 +554,12 @@ impl Core {
             if same_file && record.apple_id.as_deref() == Some(apple_id.as_str()) {
                 // The very file already in place, with the same Apple ID: nothing to do.
                 return Ok(UploadOutcome {
-                    token: self.view(&record),
+                    token: self.view(&record).await?,
                     result: "unchanged".into(),
                     previous_expires_at: previous_expiry,
                     apple_id_changed: false,
                     forced: false,
+                    warnings: Vec::new(),
                 });
             }
             if current.consumer_key != token.consumer_key {
@@ -516,6 +598,35 @@ impl Core {
             }
         }
 
+        // Ask Apple whether the token works, and about its MDM server (not needed when the
+        // credentials in place are this file's).
+        let mut warnings = Vec::new();
+        let mut account = None;
+        let mut terms_pending = false;
+        if !same_file {
+            let client = self.new_dep_client(&token)?;
+            match client.account().await {
+                Ok(a) => account = Some(crate::abm::account_from(&a, now)),
+                Err(e) if e.is_terms_not_signed() => {
+                    terms_pending = true;
+                    warnings.push(format!("the token works, but {}", crate::abm::TERMS_MESSAGE.to_lowercase()));
+                }
+                Err(e @ (DepError::AccessDenied | DepError::Unauthorized { .. })) => {
+                    return Err(CoreError::invalid(
+                        "server_token_rejected_by_apple",
+                        format!(
+                            "Apple does not accept this server token ({e}). It was probably replaced by a newer download of \
+                             the same MDM server in ABM, which invalidates earlier ones: download the token again and upload \
+                             the newest file. Nothing was changed"
+                        ),
+                    ));
+                }
+                Err(e) => warnings.push(format!(
+                    "Apple could not be reached to check the token ({e}); it was stored anyway and Russet checks it at the \
+                     next sync"
+                )),
+            }
+        }
         let apple_id_changed = renewal && record.apple_id.as_deref() != Some(apple_id.as_str());
         let expiry = fmt_time(token.access_token_expiry);
         let (action, result, summary) = if same_file {
@@ -572,13 +683,34 @@ impl Core {
                     other => other.into(),
                 })?
         };
+        if let Some(account) = &account {
+            self.store.ade_token_set_account(id, account).await?;
+        }
+        self.store.ade_token_set_terms(id, terms_pending.then_some(now)).await?;
+        if forced && record.consumer_key_hash.as_deref() != Some(ck_hash.as_str()) {
+            // Another MDM server's credentials: its cursor means nothing here; fetch everything.
+            let mut state = self.store.sync_state(id).await?;
+            state.cursor = None;
+            state.phase = None;
+            self.store.sync_state_save(&state).await?;
+        }
         tracing::info!(token_id = id, result, forced, expires_at = %fmt_time(token.access_token_expiry), "ADE server token stored");
+        if self.settings.sync_on_upload && !same_file && !terms_pending {
+            let core = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = core.ade_sync_now(id, crate::sync::SyncOrigin::Upload, false).await {
+                    tracing::info!(token_id = id, error = %e, "sync after upload not started");
+                }
+            });
+        }
+        let stored = self.record(id).await.unwrap_or(stored);
         Ok(UploadOutcome {
-            token: self.view(&stored),
+            token: self.view(&stored).await?,
             result: result.into(),
             previous_expires_at: previous_expiry,
             apple_id_changed,
             forced,
+            warnings,
         })
     }
 

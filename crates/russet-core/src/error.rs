@@ -15,8 +15,12 @@ pub enum ErrorKind {
     NotFound,
     /// The request conflicts with the current state; nothing was changed.
     Conflict,
-    /// A dependency (the database) cannot be reached.
+    /// A dependency (the database, Apple) cannot be reached; try again later.
     Unavailable,
+    /// Apple refused the request (terms not signed, token revoked, validation…).
+    Upstream,
+    /// Too soon: a limit on how often something may happen (see `retry_after`).
+    RateLimited,
     /// A bug or damaged data; details are in the server log.
     Internal,
 }
@@ -30,6 +34,8 @@ pub struct CoreError {
     pub message: String,
     /// Extra machine-readable facts (never secrets).
     pub details: Option<Value>,
+    /// Seconds after which trying again makes sense.
+    pub retry_after: Option<u64>,
 }
 
 impl CoreError {
@@ -39,6 +45,7 @@ impl CoreError {
             code,
             message: message.into(),
             details: None,
+            retry_after: None,
         }
     }
 

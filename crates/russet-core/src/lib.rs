@@ -6,12 +6,22 @@
 //! Every operation that changes something takes the [`Actor`] making the change and has the
 //! store write the audit entry in the same transaction.
 
+pub mod abm;
 pub mod ade_tokens;
 pub mod admin;
+pub mod assign;
 pub mod clock;
+pub mod devices;
 pub mod error;
+pub mod jobs;
+pub mod profiles;
+pub mod scheduler;
+pub mod sync;
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use russet_apple::dep::{DepClient, DepConfig};
 
 use russet_store::Store;
 pub use russet_store::audit::Actor;
@@ -26,12 +36,33 @@ pub use crate::error::{CoreError, ErrorKind};
 pub struct Settings {
     /// A credential expiring within this window is reported as `expiring`.
     pub expiry_warning: Duration,
+    /// The URL devices reach Russet at (no trailing slash); enrollment URLs are built from it.
+    pub public_url: String,
+    /// How to reach Apple's device assignment API.
+    pub dep: DepConfig,
+    /// Automatic delta sync interval.
+    pub sync_interval: Duration,
+    /// Devices removed from ABM are deleted this many days later.
+    pub device_retention_days: u32,
+    /// Devices per fetch/sync page (Apple's maximum is 1000).
+    pub page_size: u32,
+    /// Assignment requests in flight at once per token.
+    pub assign_concurrency: usize,
+    /// Sync a token right after its server token is uploaded or renewed.
+    pub sync_on_upload: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             expiry_warning: Duration::days(30),
+            public_url: "http://127.0.0.1:8080".into(),
+            dep: DepConfig::default(),
+            sync_interval: Duration::hours(12),
+            device_retention_days: 30,
+            page_size: 1000,
+            assign_concurrency: 4,
+            sync_on_upload: true,
         }
     }
 }
@@ -42,11 +73,25 @@ pub struct Core {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
+    /// This process, as the owner of leases.
+    pub instance: Arc<str>,
+    /// DEP clients per token, with the credentials they were made for.
+    dep_clients: Arc<tokio::sync::Mutex<HashMap<i64, (String, DepClient)>>>,
 }
 
 impl Core {
     pub fn new(store: Store, clock: Arc<dyn Clock>, settings: Settings) -> Core {
-        Core { store, clock, settings }
+        let mut id = [0u8; 6];
+        let _ = russet_store::crypto::random_bytes(&mut id);
+        let host = std::env::var("HOSTNAME").unwrap_or_default();
+        let instance = format!("{host}:{}:{}", std::process::id(), hex::encode(id));
+        Core {
+            store,
+            clock,
+            settings,
+            instance: instance.into(),
+            dep_clients: Arc::default(),
+        }
     }
 }
 

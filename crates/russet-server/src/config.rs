@@ -24,6 +24,7 @@ pub struct KeySpec {
 pub enum ValueKind {
     Str,
     Int,
+    Bool,
 }
 
 /// Every configuration key.
@@ -82,6 +83,42 @@ pub const KEYS: &[KeySpec] = &[
         default: "",
         help: "PEM private key file for tls.cert",
     },
+    KeySpec {
+        path: "apple.dep_url",
+        kind: ValueKind::Str,
+        default: "https://mdmenrollment.apple.com",
+        help: "Apple's device assignment (DEP) API; point it at applesim for tests and demos",
+    },
+    KeySpec {
+        path: "sync.enabled",
+        kind: ValueKind::Bool,
+        default: "true",
+        help: "run background work in this process: automatic syncs, assignment retries, purging",
+    },
+    KeySpec {
+        path: "sync.interval_hours",
+        kind: ValueKind::Int,
+        default: "12",
+        help: "automatic delta sync of every token",
+    },
+    KeySpec {
+        path: "sync.device_retention_days",
+        kind: ValueKind::Int,
+        default: "30",
+        help: "devices removed from ABM are deleted this many days later",
+    },
+    KeySpec {
+        path: "sync.page_size",
+        kind: ValueKind::Int,
+        default: "1000",
+        help: "devices per page from Apple (1-1000)",
+    },
+    KeySpec {
+        path: "sync.assign_concurrency",
+        kind: ValueKind::Int,
+        default: "4",
+        help: "profile assignment requests in flight at once per token (1-16)",
+    },
 ];
 
 /// TLS settings: both files or neither.
@@ -90,6 +127,44 @@ pub const KEYS: &[KeySpec] = &[
 pub struct TlsConfig {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+}
+
+/// Apple's services.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AppleConfig {
+    pub dep_url: String,
+}
+
+impl Default for AppleConfig {
+    fn default() -> Self {
+        AppleConfig {
+            dep_url: russet_apple::dep::APPLE_DEP_URL.to_string(),
+        }
+    }
+}
+
+/// Device sync and background work.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    pub enabled: bool,
+    pub interval_hours: u32,
+    pub device_retention_days: u32,
+    pub page_size: u32,
+    pub assign_concurrency: u32,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            enabled: true,
+            interval_hours: 12,
+            device_retention_days: 30,
+            page_size: 1000,
+            assign_concurrency: 4,
+        }
+    }
 }
 
 /// The effective configuration.
@@ -105,6 +180,10 @@ pub struct Config {
     pub expiry_warning_days: u32,
     #[serde(default)]
     pub tls: TlsConfig,
+    #[serde(default)]
+    pub apple: AppleConfig,
+    #[serde(default)]
+    pub sync: SyncConfig,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -125,6 +204,8 @@ impl Default for Config {
             log_level: "info".into(),
             expiry_warning_days: 30,
             tls: TlsConfig::default(),
+            apple: AppleConfig::default(),
+            sync: SyncConfig::default(),
         }
     }
 }
@@ -184,6 +265,16 @@ fn typed(spec: &KeySpec, raw: &str, source_desc: &str) -> Result<toml::Value, Co
                 value: raw.to_string(),
                 detail: "expected a whole number".into(),
             }),
+        ValueKind::Bool => match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(toml::Value::Boolean(true)),
+            "false" | "0" | "no" | "off" => Ok(toml::Value::Boolean(false)),
+            _ => Err(ConfigError::Value {
+                source_desc: source_desc.to_string(),
+                key: spec.path.to_string(),
+                value: raw.to_string(),
+                detail: "expected true or false".into(),
+            }),
+        },
     }
 }
 
@@ -286,6 +377,44 @@ impl Config {
                 ));
             }
             _ => {}
+        }
+        if !(self.apple.dep_url.starts_with("https://") || self.apple.dep_url.starts_with("http://")) {
+            return Err(ConfigError::Invalid(format!(
+                "apple.dep_url must be an http(s) URL (got {})",
+                self.apple.dep_url
+            )));
+        }
+        let ranges = [
+            ("sync.interval_hours", self.sync.interval_hours, 1, 168),
+            ("sync.device_retention_days", self.sync.device_retention_days, 1, 3650),
+            ("sync.page_size", self.sync.page_size, 1, 1000),
+            ("sync.assign_concurrency", self.sync.assign_concurrency, 1, 16),
+        ];
+        for (key, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} must be between {min} and {max} (got {value})"
+                )));
+            }
+        }
+        if !(self.apple.dep_url.starts_with("https://") || self.apple.dep_url.starts_with("http://")) {
+            return Err(ConfigError::Invalid(format!(
+                "apple.dep_url must be an http(s) URL (got {})",
+                self.apple.dep_url
+            )));
+        }
+        let ranges = [
+            ("sync.interval_hours", self.sync.interval_hours, 1, 168),
+            ("sync.device_retention_days", self.sync.device_retention_days, 1, 3650),
+            ("sync.page_size", self.sync.page_size, 1, 1000),
+            ("sync.assign_concurrency", self.sync.assign_concurrency, 1, 16),
+        ];
+        for (key, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} must be between {min} and {max} (got {value})"
+                )));
+            }
         }
         if self.expiry_warning_days == 0 || self.expiry_warning_days > 365 {
             return Err(ConfigError::Invalid(format!(
@@ -445,6 +574,54 @@ mod tests {
         assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
         let e = Loader::new(Some(&dir.path().join("missing.toml"))).err().unwrap();
         assert!(matches!(e, ConfigError::Read { .. }), "{e}");
+    }
+
+    #[test]
+    fn apple_and_sync_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            &dir,
+            "[apple]\ndep_url = \"http://127.0.0.1:9800\"\n[sync]\ninterval_hours = 6\n",
+        );
+        let c = Loader::new(Some(&file))
+            .unwrap()
+            .env(env(&[
+                ("RUSSET_SYNC_ENABLED", "false"),
+                ("RUSSET_SYNC_PAGE_SIZE", "500"),
+            ]))
+            .unwrap()
+            .finish()
+            .unwrap();
+        assert_eq!(c.apple.dep_url, "http://127.0.0.1:9800");
+        assert_eq!(
+            (c.sync.enabled, c.sync.interval_hours, c.sync.page_size),
+            (false, 6, 500)
+        );
+        let c = Loader::new(Some(&write(&dir, ""))).unwrap().finish().unwrap();
+        assert_eq!(c.apple.dep_url, "https://mdmenrollment.apple.com");
+        let e = Loader::new(Some(&write(&dir, "")))
+            .unwrap()
+            .env(env(&[("RUSSET_SYNC_ENABLED", "maybe")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("true or false"), "{e}");
+        let e = Loader::new(Some(&write(&dir, "[sync]\npage_size = 5000\n")))
+            .unwrap()
+            .finish()
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("sync.page_size must be between 1 and 1000"),
+            "{e}"
+        );
+        let e = Loader::new(Some(&write(&dir, "[apple]\ndep_url = \"mdmenrollment.apple.com\"\n")))
+            .unwrap()
+            .finish()
+            .unwrap_err();
+        assert!(e.to_string().contains("apple.dep_url"), "{e}");
+        let e = Loader::new(Some(&write(&dir, "[sync]\nintervall_hours = 6\n")))
+            .unwrap()
+            .finish()
+            .unwrap_err();
+        assert!(e.to_string().contains("intervall_hours"), "{e}");
     }
 
     #[test]

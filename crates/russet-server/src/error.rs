@@ -32,6 +32,8 @@ pub struct ApiError {
     pub code: String,
     pub message: String,
     pub details: Option<serde_json::Value>,
+    /// Seconds, sent as `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -41,6 +43,7 @@ impl ApiError {
             code: code.to_string(),
             message: message.into(),
             details: None,
+            retry_after: None,
         }
     }
 
@@ -84,6 +87,8 @@ impl From<CoreError> for ApiError {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
+            ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError {
@@ -91,6 +96,7 @@ impl From<CoreError> for ApiError {
             code: e.code.to_string(),
             message: e.message,
             details: e.details,
+            retry_after: e.retry_after,
         }
     }
 }
@@ -165,6 +171,11 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
+        if let Some(secs) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

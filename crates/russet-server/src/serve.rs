@@ -90,13 +90,29 @@ pub async fn open(config: &Config, options: &StartOptions) -> Result<Opened, Sta
     };
     let source = key.source().clone();
     let store = Store::open(&StoreOptions::new(config.effective_database_url()), key).await?;
-    let settings = Settings {
-        expiry_warning: time::Duration::days(i64::from(config.expiry_warning_days)),
-    };
     Ok(Opened {
-        core: Core::new(store, options.clock.clone(), settings),
+        core: Core::new(store, options.clock.clone(), settings(config)),
         master_key_source: source,
     })
+}
+
+/// The domain's settings from the configuration.
+pub fn settings(config: &Config) -> Settings {
+    let dep = russet_apple::dep::DepConfig {
+        base_url: config.apple.dep_url.clone(),
+        user_agent: format!("russet/{}", env!("CARGO_PKG_VERSION")),
+        ..russet_apple::dep::DepConfig::default()
+    };
+    Settings {
+        expiry_warning: time::Duration::days(i64::from(config.expiry_warning_days)),
+        public_url: config.effective_public_url(),
+        dep,
+        sync_interval: time::Duration::hours(i64::from(config.sync.interval_hours)),
+        device_retention_days: config.sync.device_retention_days,
+        page_size: config.sync.page_size,
+        assign_concurrency: config.sync.assign_concurrency as usize,
+        sync_on_upload: config.sync.enabled,
+    }
 }
 
 /// Writes an admin key to `<data-dir>/admin-api-key`, readable by its owner only.
@@ -120,14 +136,20 @@ pub struct RunningServer {
     pub admin_key_file: Option<PathBuf>,
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop_background: tokio::sync::watch::Sender<bool>,
+    background: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningServer {
     /// Stops accepting connections, lets in-flight requests finish (up to the grace
     /// period), then closes the database.
     pub async fn shutdown(self) -> std::io::Result<()> {
+        let _ = self.stop_background.send(true);
         self.handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
         let result = self.task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        if let Some(bg) = self.background {
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, bg).await;
+        }
         self.core.store.close().await;
         result
     }
@@ -150,7 +172,7 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<RunningServ
         MasterKeySource::File(p) => tracing::debug!(path = %p.display(), "master key read"),
         MasterKeySource::Environment => tracing::debug!("master key from RUSSET_MASTER_KEY"),
     }
-    let core = opened.core;
+    let mut core = opened.core;
     let mut admin_key_file = None;
     if let Some(new) = core.admin_key_bootstrap().await? {
         let path = write_admin_key(&config.data_dir, &new.secret)?;
@@ -182,6 +204,7 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<RunningServ
     } else {
         config.effective_public_url()
     };
+    core.settings.public_url = public_url.clone();
     let state = AppState {
         core: core.clone(),
         public_url: Arc::from(public_url.as_str()),
@@ -207,6 +230,16 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<RunningServ
             tokio::spawn(async move { server.serve(service).await })
         }
     };
+    let (stop_background, mut stopped) = tokio::sync::watch::channel(false);
+    let background = config.sync.enabled.then(|| {
+        let core = core.clone();
+        tokio::spawn(async move {
+            core.run_scheduler(async move {
+                let _ = stopped.changed().await;
+            })
+            .await
+        })
+    });
     tracing::info!(
         listen = %local_addr,
         public_url = %public_url,
@@ -221,37 +254,57 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<RunningServ
         admin_key_file,
         handle,
         task,
+        stop_background,
+        background,
     })
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn stop_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Listens for SIGINT (Ctrl-C) and SIGTERM from the moment it is called, and returns a
+/// future that resolves on the first of them. Registering before the server starts means a
+/// signal sent as soon as it reports "serving" stops it gracefully instead of killing it.
+pub fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    #[cfg(unix)]
+    let int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    async move {
+        #[cfg(unix)]
+        {
+            let term = async {
+                match term {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            let int = async {
+                match int {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = term => {},
+                _ = int => {},
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
 /// Runs until a stop signal, then shuts down gracefully.
 pub async fn run(config: &Config, options: StartOptions) -> Result<(), StartError> {
+    let stop = stop_signal();
     let mut server = start(config, options).await?;
     tokio::select! {
         result = server.wait() => result.map_err(StartError::Serve)?,
-        _ = stop_signal() => {
+        _ = stop => {
             tracing::info!("stop signal received; finishing in-flight requests");
             server.shutdown().await.map_err(StartError::Serve)?;
             tracing::info!("stopped");

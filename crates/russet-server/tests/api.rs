@@ -1,12 +1,16 @@
 //! The admin API over real HTTP on 127.0.0.1, against SQLite and (when configured)
-//! PostgreSQL, with server tokens made by the `openssl` command line.
+//! PostgreSQL, with server tokens made by the `openssl` command line and Apple played by
+//! applesim.
+
+mod common;
 
 use std::sync::Arc;
 
-use reqwest::{Method, RequestBuilder, StatusCode};
+use common::*;
+use reqwest::{Method, StatusCode};
 use russet_core::ManualClock;
 use russet_server::config::Config;
-use russet_server::serve::{RunningServer, StartOptions, start};
+use russet_server::serve::{StartOptions, start};
 use russet_testkit::{
     SmimeForm, TestDb, apple_token_payload, contains, have_command, openssl_self_signed, smime_encrypt,
 };
@@ -14,164 +18,32 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use time::macros::datetime;
 
-const NOW: time::OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
-const EXPIRY: &str = "2027-06-01T12:00:00Z";
-
-struct TestServer {
-    server: RunningServer,
-    url: String,
-    key: String,
-    http: reqwest::Client,
-    clock: ManualClock,
-    db: TestDb,
-}
-
-fn config_for(db: &TestDb) -> Config {
-    Config {
-        listen: "127.0.0.1:0".into(),
-        data_dir: db.path().join("data"),
-        database_url: Some(db.url.clone()),
-        ..Config::default()
-    }
-}
-
 async fn start_on(db: TestDb) -> TestServer {
-    let clock = ManualClock::new(NOW);
-    let config = config_for(&db);
-    let server = start(
-        &config,
-        StartOptions {
-            master_key: None,
-            clock: Arc::new(clock.clone()),
-        },
+    TestServer::start(db, Options::default()).await
+}
+
+async fn all(test: &str) -> Vec<TestServer> {
+    servers(test, Options::default()).await
+}
+
+/// A profile made through the API (the simplest valid settings).
+async fn add_profile(s: &TestServer, token_id: i64, name: &str) -> i64 {
+    s.json(
+        s.req(Method::POST, &format!("/api/v1/ade-tokens/{token_id}/profiles"))
+            .json(&json!({ "name": name })),
+        StatusCode::CREATED,
     )
-    .await
-    .expect("server starts");
-    let key = std::fs::read_to_string(config.data_dir.join("admin-api-key")).expect("first start writes the admin key");
-    TestServer {
-        url: format!("http://{}", server.local_addr),
-        server,
-        key: key.trim().to_string(),
-        http: reqwest::Client::new(),
-        clock,
-        db,
-    }
-}
-
-impl TestServer {
-    fn req(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(&self.key)
-    }
-
-    async fn json(&self, req: RequestBuilder, expect: StatusCode) -> Value {
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        assert_eq!(status, expect, "unexpected status; body: {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
-    }
-
-    async fn create(&self, name: &str) -> Value {
-        self.json(
-            self.req(Method::POST, "/api/v1/ade-tokens")
-                .json(&json!({ "name": name })),
-            StatusCode::CREATED,
-        )
-        .await
-    }
-
-    async fn token(&self, id: i64) -> Value {
-        self.json(
-            self.req(Method::GET, &format!("/api/v1/ade-tokens/{id}")),
-            StatusCode::OK,
-        )
-        .await
-    }
-
-    async fn public_key(&self, id: i64) -> String {
-        let resp = self
-            .req(Method::GET, &format!("/api/v1/ade-tokens/{id}/public-key"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        assert_eq!(resp.headers()["content-type"], "application/x-pem-file");
-        assert!(resp.headers()["content-disposition"].to_str().unwrap().contains(".pem"));
-        resp.text().await.unwrap()
-    }
-
-    /// A server token for token `id`, as ABM would make it for its public key.
-    async fn abm_token(&self, id: i64, consumer_key: &str, tag: &str, expiry: &str) -> Vec<u8> {
-        let cert = self.public_key(id).await;
-        smime_encrypt(
-            &cert,
-            &apple_token_payload(consumer_key, tag, expiry),
-            "-aes128",
-            SmimeForm::SmimeStream,
-        )
-    }
-
-    fn upload(&self, id: i64, file: Vec<u8>, query: &[(&str, &str)]) -> RequestBuilder {
-        self.req(Method::PUT, &format!("/api/v1/ade-tokens/{id}/server-token"))
-            .query(query)
-            .header("content-type", "application/pkcs7-mime")
-            .body(file)
-    }
-
-    async fn audit(&self) -> Vec<Value> {
-        let page = self
-            .json(self.req(Method::GET, "/api/v1/audit?limit=500"), StatusCode::OK)
-            .await;
-        page["entries"].as_array().cloned().unwrap()
-    }
-
-    async fn add_device(&self, token_id: i64, serial: &str) {
-        // Devices arrive with device sync in a later issue; the table exists already.
-        let pool = sqlx::AnyPool::connect(&self.db.url).await.unwrap();
-        sqlx::query("INSERT INTO ade_devices (token_id, serial_number, created_at) VALUES ($1, $2, 0)")
-            .bind(token_id)
-            .bind(serial)
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-    }
-
-    async fn add_profile(&self, token_id: i64) {
-        let pool = sqlx::AnyPool::connect(&self.db.url).await.unwrap();
-        sqlx::query("INSERT INTO ade_profiles (token_id, name, created_at) VALUES ($1, 'Default', 0)")
-            .bind(token_id)
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-    }
-}
-
-async fn servers(test: &str) -> Vec<TestServer> {
-    let mut out = Vec::new();
-    for db in TestDb::all(test).await {
-        out.push(start_on(db).await);
-    }
-    out
+    .await["id"]
+        .as_i64()
+        .unwrap()
 }
 
 /// What is uploaded, with which query, and the status, error code and message text expected.
 type BadUpload<'a> = (&'a str, Vec<u8>, &'a [(&'a str, &'a str)], StatusCode, &'a str, &'a str);
 
-fn code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or("")
-}
-
-fn message(v: &Value) -> &str {
-    v["error"]["message"].as_str().unwrap_or("")
-}
-
 #[tokio::test]
 async fn health_auth_and_openapi() {
-    for s in servers("api::health_auth_and_openapi").await {
+    for s in all("api::health_auth_and_openapi").await {
         let plain = reqwest::Client::new();
         let r = plain.get(format!("{}/healthz", s.url)).send().await.unwrap();
         assert_eq!(r.status(), 200);
@@ -260,7 +132,7 @@ async fn health_auth_and_openapi() {
             .json(s.req(Method::GET, "/api/v1/ade-tokens/999"), StatusCode::NOT_FOUND)
             .await;
         assert_eq!(code(&r), "ade_token_not_found");
-        s.server.shutdown().await.unwrap();
+        s.stop().await;
     }
 }
 
@@ -269,7 +141,7 @@ async fn create_upload_list_expire() {
     if !have_command("api::create_upload_list_expire", "openssl", "openssl") {
         return;
     }
-    for s in servers("api::create_upload_list_expire").await {
+    for s in all("api::create_upload_list_expire").await {
         let t = s.create("ABM – Head office").await;
         let id = t["id"].as_i64().unwrap();
         assert_eq!(t["status"], "pending");
@@ -326,7 +198,7 @@ async fn create_upload_list_expire() {
             !text.contains("AT_token1") && !text.contains("CS_secret1"),
             "no secret in the audit log"
         );
-        s.server.shutdown().await.unwrap();
+        s.stop().await;
     }
 }
 
@@ -357,7 +229,7 @@ async fn bad_uploads_are_explained_and_change_nothing() {
     if !have_command("api::bad_uploads", "openssl", "openssl") {
         return;
     }
-    for s in servers("api::bad_uploads").await {
+    for s in all("api::bad_uploads").await {
         let id = s.create("Main").await["id"].as_i64().unwrap();
         let other = s.create("Branch").await["id"].as_i64().unwrap();
         let before_token = s.token(id).await;
@@ -442,7 +314,7 @@ async fn bad_uploads_are_explained_and_change_nothing() {
             ),
             (
                 "expired",
-                s.abm_token(id, "CK_main", "old", "2026-01-17T11:02:21Z").await,
+                s.abm_token(id, "CK_expired", "old", "2026-01-17T11:02:21Z").await,
                 &apple,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "server_token_expired",
@@ -516,7 +388,7 @@ async fn bad_uploads_are_explained_and_change_nothing() {
         // The token still accepts the right file afterwards.
         let out = s.json(s.upload(id, ok_file, &apple), StatusCode::OK).await;
         assert_eq!(out["result"], "activated");
-        s.server.shutdown().await.unwrap();
+        s.stop().await;
     }
 }
 
@@ -525,7 +397,7 @@ async fn renewal_in_place_and_its_guards() {
     if !have_command("api::renewal", "openssl", "openssl") {
         return;
     }
-    for s in servers("api::renewal").await {
+    for s in all("api::renewal").await {
         let id = s.create("Main").await["id"].as_i64().unwrap();
         let first = s.abm_token(id, "CK_main", "v1", EXPIRY).await;
         s.json(
@@ -533,8 +405,10 @@ async fn renewal_in_place_and_its_guards() {
             StatusCode::OK,
         )
         .await;
-        s.add_device(id, "C02AAA111").await;
-        s.add_profile(id).await;
+        let server = s.sim_server_for("CK_main");
+        s.abm_devices(server, 1);
+        s.sync(id, false).await;
+        add_profile(&s, id, "Default").await;
 
         // Uploading the same file again changes nothing.
         let out = s
@@ -665,7 +539,7 @@ async fn renewal_in_place_and_its_guards() {
         assert_eq!(renew["details"]["previous_apple_id"], "a@example.com");
         assert_eq!(renew["details"]["previous_expires_at"], EXPIRY);
         assert_eq!(audit[0]["details"]["forced"], true);
-        s.server.shutdown().await.unwrap();
+        s.stop().await;
     }
 }
 
@@ -713,13 +587,9 @@ async fn every_cipher_and_form_and_multipart() {
         for form in [SmimeForm::SmimeStream, SmimeForm::Der, SmimeForm::Pem] {
             n += 1;
             let id = s.create(&format!("t{n}")).await["id"].as_i64().unwrap();
-            let cert = s.public_key(id).await;
-            let file = smime_encrypt(
-                &cert,
-                &apple_token_payload(&format!("CK_{n}"), &n.to_string(), EXPIRY),
-                cipher,
-                form,
-            );
+            let file = s
+                .abm_token_with(id, &format!("CK_{n}"), &n.to_string(), EXPIRY, cipher, form)
+                .await;
             let out = s
                 .json(s.upload(id, file, &[("apple_id", "a@example.com")]), StatusCode::OK)
                 .await;
@@ -813,7 +683,7 @@ async fn delete_rules() {
     if !have_command("api::delete_rules", "openssl", "openssl") {
         return;
     }
-    for s in servers("api::delete_rules").await {
+    for s in all("api::delete_rules").await {
         // A pending token goes at once.
         let p = s.create("pending").await["id"].as_i64().unwrap();
         let r = s
@@ -842,9 +712,9 @@ async fn delete_rules() {
             StatusCode::OK,
         )
         .await;
-        s.add_device(id, "DMPX1").await;
-        s.add_device(id, "DMPX2").await;
-        s.add_profile(id).await;
+        s.abm_devices(s.sim_server_for("CK_busy"), 2);
+        assert_eq!(s.sync(id, false).await.status, "succeeded");
+        add_profile(&s, id, "Default").await;
         let r = s
             .json(
                 s.req(Method::DELETE, &format!("/api/v1/ade-tokens/{id}")),
@@ -880,7 +750,7 @@ async fn delete_rules() {
         let audit = s.audit().await;
         assert_eq!(audit[0]["action"], "ade_token.delete");
         assert_eq!(audit[0]["target_id"], free.to_string());
-        s.server.shutdown().await.unwrap();
+        s.stop().await;
     }
 }
 
@@ -891,7 +761,7 @@ async fn plaintext_secrets_appear_nowhere_in_the_database() {
     if !have_command("api::plaintext_secrets", "openssl", "openssl") {
         return;
     }
-    for s in servers("api::plaintext_secrets").await {
+    for s in all("api::plaintext_secrets").await {
         let mut secrets: Vec<String> = vec![s.key.clone()];
         for n in 0..3 {
             let id = s.create(&format!("t{n}")).await["id"].as_i64().unwrap();
@@ -927,7 +797,7 @@ async fn plaintext_secrets_appear_nowhere_in_the_database() {
         }
         // The check can fail: non-secret values are found.
         assert!(contains(&dump, b"a@example.com"));
-        s.server.shutdown().await.unwrap();
+        s.stop().await;
     }
 }
 
@@ -944,12 +814,14 @@ async fn two_servers_share_one_postgres() {
     // The second server has its own data directory; the master key must be the same.
     let master = std::fs::read_to_string(a.db.path().join("data/master.key")).unwrap();
     let dir_b = tempfile::tempdir().unwrap();
-    let config_b = Config {
+    let mut config_b = Config {
         listen: "127.0.0.1:0".into(),
         data_dir: dir_b.path().to_path_buf(),
         database_url: Some(a.db.url.clone()),
         ..Config::default()
     };
+    config_b.apple.dep_url = a.sim_run.as_ref().unwrap().base_url.clone();
+    config_b.sync.enabled = false;
     // Without the shared key it refuses to start, saying why.
     let err = start(
         &config_b,
@@ -993,7 +865,7 @@ async fn two_servers_share_one_postgres() {
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     assert_eq!(a.token(id).await["status"], "active");
     b.shutdown().await.unwrap();
-    a.server.shutdown().await.unwrap();
+    a.stop().await;
 }
 
 /// Two servers starting at the same moment on an empty database: migrations run once, one
@@ -1049,7 +921,7 @@ async fn serves_tls_with_a_configured_certificate() {
     let (cert, key) = openssl_self_signed("localhost");
     std::fs::write(db.path().join("tls.crt"), &cert).unwrap();
     std::fs::write(db.path().join("tls.key"), &key).unwrap();
-    let mut config = config_for(&db);
+    let mut config = config_for(&db, "http://127.0.0.1:9", Options::default());
     config.tls.cert = Some(db.path().join("tls.crt"));
     config.tls.key = Some(db.path().join("tls.key"));
     let server = start(

@@ -5,7 +5,6 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use comfy_table::{Table, presets};
 use reqwest::Method;
 use russet_apple::server_token::{self, EncryptedServerToken, MAX_FILE_SIZE};
 use secrecy::ExposeSecret;
@@ -13,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::cli::{AdeTokenCommand, ClientArgs};
 use crate::client::Client;
+use crate::output::{date, follow_job, key_value_table, new_table, print_json, text};
 
 pub async fn run(cmd: AdeTokenCommand) -> Result<()> {
     match cmd {
@@ -133,6 +133,38 @@ pub async fn run(cmd: AdeTokenCommand) -> Result<()> {
             print_token(&t);
             Ok(())
         }
+        AdeTokenCommand::Sync {
+            token,
+            full,
+            no_wait,
+            client,
+        } => {
+            let c = Client::new(&client)?;
+            let id = resolve(&c, &token).await?;
+            let job: Value = c
+                .json(
+                    c.request(Method::POST, &format!("/api/v1/ade-tokens/{id}/sync"))
+                        .json(&json!({ "full": full })),
+                )
+                .await?;
+            if let Some(note) = job["message"].as_str() {
+                eprintln!("Note: {note}");
+            }
+            let job_id = job["id"].as_i64().unwrap_or_default();
+            if no_wait {
+                if client.json {
+                    return print_json(&job);
+                }
+                println!("Sync started as job {job_id}.");
+                return Ok(());
+            }
+            let done = follow_job(&c, job_id, client.json).await?;
+            if client.json {
+                return print_json(&done);
+            }
+            println!("{}", text(&done["message"]));
+            Ok(())
+        }
         AdeTokenCommand::Delete { token, client } => {
             let c = Client::new(&client)?;
             let id = resolve(&c, &token).await?;
@@ -213,7 +245,7 @@ async fn upload(
 }
 
 /// A token id, or the id of the token with that name.
-async fn resolve(c: &Client, token: &str) -> Result<i64> {
+pub async fn resolve(c: &Client, token: &str) -> Result<i64> {
     if let Ok(id) = token.trim().parse::<i64>() {
         return Ok(id);
     }
@@ -339,7 +371,9 @@ fn print_token(t: &Value) {
         ("consumer_key_fingerprint", "consumer key fingerprint"),
         ("certificate_serial", "certificate serial"),
         ("device_count", "devices"),
+        ("removed_device_count", "removed devices"),
         ("profile_count", "profiles"),
+        ("default_profile_id", "default profile"),
         ("created_at", "created"),
         ("activated_at", "activated"),
         ("renewed_at", "renewed"),
@@ -348,40 +382,30 @@ fn print_token(t: &Value) {
         let shown = if k.ends_with("_at") { date(v) } else { text(v) };
         table.add_row(vec![label.to_string(), shown]);
     }
+    for (k, label) in [
+        ("server_name", "ABM MDM server"),
+        ("org_name", "organisation"),
+        ("org_type", "organisation type"),
+        ("admin_id", "ABM administrator"),
+    ] {
+        table.add_row(vec![label.to_string(), text(&t["abm"][k])]);
+    }
+    for (k, label) in [
+        ("last_sync_at", "last sync"),
+        ("last_result", "last sync result"),
+        ("next_sync_at", "next sync"),
+    ] {
+        let v = &t["sync"][k];
+        table.add_row(vec![
+            label.to_string(),
+            if k.ends_with("_at") { date(v) } else { text(v) },
+        ]);
+    }
+    if !t["sync"]["last_error"].is_null() {
+        table.add_row(vec!["last sync error".to_string(), text(&t["sync"]["last_error"])]);
+    }
     println!("{table}");
-}
-
-pub fn new_table(header: &[&str]) -> Table {
-    let mut table = Table::new();
-    table.load_style(presets::NOTHING).set_header(header.to_vec());
-    table
-}
-
-/// A two-column table of labels and values, without a header.
-fn key_value_table() -> Table {
-    let mut table = Table::new();
-    table.load_style(presets::NOTHING);
-    table
-}
-
-/// A JSON value as plain text; `-` for null.
-pub fn text(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+    if let Some(m) = t["status_message"].as_str() {
+        println!("\n{m}");
     }
-}
-
-/// An RFC 3339 time as `YYYY-MM-DD HH:MM UTC`.
-pub fn date(v: &Value) -> String {
-    match v.as_str() {
-        Some(s) if s.len() >= 16 => format!("{} {} UTC", &s[..10], &s[11..16]),
-        _ => text(v),
-    }
-}
-
-pub fn print_json(v: &Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
 }

@@ -28,6 +28,12 @@ pub enum Command {
     /// Enrollment program (ADE) tokens exchanged with Apple Business Manager.
     #[command(subcommand)]
     AdeToken(AdeTokenCommand),
+    /// ADE enrollment profiles: Setup Assistant settings, defined at Apple and assigned to devices.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+    /// Devices ABM assigned to Russet's tokens.
+    #[command(subcommand)]
+    Device(DeviceCommand),
 }
 
 /// Where the configuration and data live (shared by `serve` and local commands).
@@ -66,6 +72,9 @@ pub struct ServeArgs {
     /// Log filter, e.g. info or russet=debug.
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// Apple's device assignment API (e.g. an applesim URL) [default: https://mdmenrollment.apple.com].
+    #[arg(long, value_name = "URL")]
+    pub apple_dep_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,6 +177,19 @@ pub enum AdeTokenCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Sync the token's devices from Apple Business Manager now, showing progress.
+    Sync {
+        /// Token id or name.
+        token: String,
+        /// Refresh every device (at most once every 7 days; sooner, only new serials are added).
+        #[arg(long)]
+        full: bool,
+        /// Start the sync and return without waiting for it.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Delete a token and its key material (refused while it has devices or profiles).
     Delete {
         /// Token id or name.
@@ -190,5 +212,190 @@ pub enum AdeTokenCommand {
         show_secrets: bool,
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// Settings of a profile, as flags (`create` needs --name; `edit` changes only what is given).
+#[derive(Debug, Args, Clone, Default)]
+pub struct ProfileFlags {
+    /// Shown in Setup Assistant (at most 125 characters).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Ask users to sign in during Setup Assistant (true/false).
+    #[arg(long, value_name = "BOOL")]
+    pub user_affinity: Option<bool>,
+    #[arg(long, value_name = "BOOL")]
+    pub supervised: Option<bool>,
+    /// Users cannot remove the management profile (needs supervised).
+    #[arg(long, value_name = "BOOL")]
+    pub locked_enrollment: Option<bool>,
+    /// Keep devices in Setup Assistant until Russet has configured them.
+    #[arg(long, value_name = "BOOL")]
+    pub await_device_configured: Option<bool>,
+    /// deny_all, allow or allow_with_certificates.
+    #[arg(long)]
+    pub pairing: Option<String>,
+    /// PEM certificate file of a computer allowed to pair (repeat for more; up to 10).
+    #[arg(long = "pairing-certificate", value_name = "FILE")]
+    pub pairing_certificates: Vec<PathBuf>,
+    #[arg(long)]
+    pub department: Option<String>,
+    #[arg(long)]
+    pub department_phone: Option<String>,
+    #[arg(long)]
+    pub support_email: Option<String>,
+    #[arg(long)]
+    pub org_magic: Option<String>,
+    /// ISO 639 language, e.g. en.
+    #[arg(long)]
+    pub language: Option<String>,
+    /// ISO 3166 region, e.g. US.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// PEM certificate file the device trusts for Russet's enrollment URL (repeat for more).
+    #[arg(long = "anchor-certificate", value_name = "FILE")]
+    pub anchor_certificates: Vec<PathBuf>,
+    /// Setup Assistant panes to skip, comma-separated (see `russet profile panes`).
+    #[arg(long, value_delimiter = ',', value_name = "PANES")]
+    pub skip: Option<Vec<String>>,
+    /// e.g. "{{DEVICETYPE}}-{{SERIAL}}" (at most 63 characters).
+    #[arg(long)]
+    pub device_name_template: Option<String>,
+    #[arg(long, value_name = "BOOL")]
+    pub auto_advance_setup: Option<bool>,
+    /// A JSON file of settings (flags given as well override it).
+    #[arg(long, value_name = "FILE.json")]
+    pub from_json: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Create a profile under a token and define it at Apple.
+    Create {
+        /// Token id or name.
+        #[arg(long)]
+        token: String,
+        #[command(flatten)]
+        settings: ProfileFlags,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Change settings of a profile; Apple gets a new profile and its devices are reassigned.
+    Edit {
+        /// Profile id.
+        profile: i64,
+        #[command(flatten)]
+        settings: ProfileFlags,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a profile with all its settings.
+    Show {
+        profile: i64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List profiles (of one token with --token).
+    List {
+        #[arg(long)]
+        token: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a profile that is not a default and has no devices.
+    Delete {
+        profile: i64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Assign a profile to devices, by serial numbers or by filter, showing progress.
+    Assign {
+        profile: i64,
+        /// Serial numbers (comma-separated, or repeat the flag).
+        #[arg(long, value_delimiter = ',')]
+        serials: Vec<String>,
+        /// A file with one serial number per line.
+        #[arg(long, value_name = "FILE")]
+        serials_file: Option<PathBuf>,
+        /// unassigned, any, or profile:NAME.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Return without waiting for Apple's answers.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Make a profile the token's default for newly synced devices (--clear for none).
+    SetDefault {
+        /// Token id or name.
+        #[arg(long)]
+        token: String,
+        /// Profile id.
+        profile: Option<i64>,
+        #[arg(long, conflicts_with = "profile")]
+        clear: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The Setup Assistant panes a profile can skip.
+    Panes {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// List devices with filters.
+    List {
+        /// Token id or name.
+        #[arg(long)]
+        token: Option<String>,
+        /// Profile id.
+        #[arg(long)]
+        profile: Option<i64>,
+        /// Only devices without a profile.
+        #[arg(long)]
+        unassigned: bool,
+        /// Apple's profile status: empty, assigned, pushed, removed.
+        #[arg(long)]
+        profile_status: Option<String>,
+        /// pending, success, not_accessible, failed, throttled.
+        #[arg(long)]
+        assign_state: Option<String>,
+        #[arg(long)]
+        serial_prefix: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        family: Option<String>,
+        #[arg(long)]
+        os: Option<String>,
+        /// RFC 3339 time.
+        #[arg(long)]
+        added_since: Option<String>,
+        /// Also devices released or moved away in ABM.
+        #[arg(long)]
+        include_removed: bool,
+        /// At most this many devices (all pages are followed up to it).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a device with its ABM record and assignment history.
+    Show {
+        serial: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a device record (it comes back at the next full sync while ABM still assigns it).
+    Delete {
+        serial: String,
+        #[command(flatten)]
+        client: ClientArgs,
     },
 }

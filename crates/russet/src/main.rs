@@ -5,6 +5,9 @@
 mod ade_token;
 mod cli;
 mod client;
+mod device;
+mod output;
+mod profile;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -46,6 +49,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve_command(args).await,
         Command::AdminKey(AdminKeyCommand::Rotate { local, print }) => rotate(local, print).await,
         Command::AdeToken(cmd) => ade_token::run(cmd).await,
+        Command::Profile(cmd) => profile::run(cmd).await,
+        Command::Device(cmd) => device::run(cmd).await,
     }
 }
 
@@ -91,6 +96,7 @@ async fn serve_command(args: ServeArgs) -> Result<()> {
             ("tls.key", args.tls_key.as_deref()),
             ("log_format", args.log_format.as_deref()),
             ("log_level", args.log_level.as_deref()),
+            ("apple.dep_url", args.apple_dep_url.as_deref()),
         ],
     )?;
     init_logging(&config)?;

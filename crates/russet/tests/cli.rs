@@ -7,14 +7,72 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use applesim::{AppleSim, DeviceSpec, OrgId, OrgKind, RunningSim, ServerId, SimCredentials};
 use russet_testkit::{SmimeForm, TestDb, apple_token_payload, have_command, openssl_self_signed, smime_encrypt};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_russet");
+/// For servers that never reach Apple in a test.
+const NO_APPLE: &str = "http://127.0.0.1:9";
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../../shared/fixtures/abm-server-token/"
 );
+
+/// Apple's side (applesim) on its own runtime, for `russet serve` processes to talk to.
+struct Apple {
+    rt: tokio::runtime::Runtime,
+    sim: AppleSim,
+    run: Option<RunningSim>,
+    org: OrgId,
+}
+
+impl Apple {
+    fn start() -> Apple {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let sim = AppleSim::new();
+        let run = rt.block_on(sim.serve("127.0.0.1:0".parse().unwrap())).unwrap();
+        let org = sim.create_org("Example Org", OrgKind::Business);
+        Apple {
+            rt,
+            sim,
+            run: Some(run),
+            org,
+        }
+    }
+
+    fn url(&self) -> String {
+        self.run.as_ref().map(|r| r.base_url.clone()).unwrap_or_default()
+    }
+
+    /// Makes Apple accept these credentials as the token of a new MDM server.
+    fn register(&self, consumer_key: &str, tag: &str, expiry: &str) -> ServerId {
+        let server = self.sim.create_mdm_server(self.org, &format!("server {tag}"));
+        self.sim.register_credentials(
+            server,
+            SimCredentials {
+                consumer_key: consumer_key.into(),
+                consumer_secret: format!("CS_secret{tag}"),
+                access_token: format!("AT_token{tag}"),
+                access_secret: format!("AS_secret{tag}"),
+                access_token_expiry: time::OffsetDateTime::parse(
+                    expiry,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .unwrap(),
+            },
+        );
+        server
+    }
+}
+
+impl Drop for Apple {
+    fn drop(&mut self) {
+        if let Some(run) = self.run.take() {
+            self.rt.block_on(run.shutdown());
+        }
+    }
+}
 
 /// A `russet serve` process, stopped with SIGTERM when dropped.
 struct Serve {
@@ -27,17 +85,26 @@ struct Serve {
 impl Serve {
     // The child moves into `Serve`, whose Drop kills and waits for it.
     #[allow(clippy::zombie_processes)]
-    fn start(db: &TestDb, extra_env: &[(&str, &str)]) -> Serve {
+    fn start(db: &TestDb, dep_url: &str, extra_env: &[(&str, &str)]) -> Serve {
         let data_dir = db.path().join("data");
         let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir"])
-            .arg(&data_dir)
-            .arg("--database-url")
-            .arg(&db.url)
-            .current_dir(db.path())
-            .env_remove("RUSSET_MASTER_KEY")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--apple-dep-url",
+            dep_url,
+            "--data-dir",
+        ])
+        .arg(&data_dir)
+        .arg("--database-url")
+        .arg(&db.url)
+        .current_dir(db.path())
+        .env_remove("RUSSET_MASTER_KEY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -146,7 +213,9 @@ fn token_lifecycle_through_the_cli() {
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
     for db in rt.block_on(TestDb::all("cli::token_lifecycle_through_the_cli")) {
-        let s = Serve::start(&db, &[]);
+        let apple = Apple::start();
+        apple.register("CK_cli", "1", "2099-01-01T00:00:00Z");
+        let s = Serve::start(&db, &apple.url(), &[]);
         let dir = db.path();
         let pk = dir.join("pk.pem");
         let created = s.json(&[
@@ -210,6 +279,19 @@ fn token_lifecycle_through_the_cli() {
         assert_eq!(shown["id"].to_string(), id, "tokens can be named instead of numbered");
 
         // Renewal in place, then a token from another ABM server refused, then forced.
+        // ABM: the same MDM server's new token (it replaces the first), and another server's.
+        let cli_server = apple.sim.create_mdm_server(apple.org, "renewed");
+        apple.sim.register_credentials(
+            cli_server,
+            SimCredentials {
+                consumer_key: "CK_cli".into(),
+                consumer_secret: "CS_secret2".into(),
+                access_token: "AT_token2".into(),
+                access_secret: "AS_secret2".into(),
+                access_token_expiry: time::macros::datetime!(2099-06-01 0:00 UTC),
+            },
+        );
+        apple.register("CK_else", "3", "2099-07-01T00:00:00Z");
         let newer = write(
             dir,
             "new.p7m",
@@ -329,7 +411,7 @@ fn token_lifecycle_through_the_cli() {
 #[test]
 fn keys_and_unreachable_servers_are_explained() {
     let db = TestDb::sqlite();
-    let s = Serve::start(&db, &[]);
+    let s = Serve::start(&db, NO_APPLE, &[]);
     let key_file = s.data_dir.join("admin-api-key");
     let old_key = std::fs::read_to_string(&key_file).unwrap().trim().to_string();
     assert!(old_key.starts_with("rst_"));
@@ -496,8 +578,9 @@ fn configuration_file_environment_and_flags() {
     // RUSSET_PUBLIC_URL overrides the file, and the flag the variable (json logs from the flag).
     let s = Serve::start(
         &db,
+        NO_APPLE,
         &[
-            ("RUSSET_CONFIG", &cfg),
+            ("RUSSET_CONFIG", cfg.as_str()),
             ("RUSSET_PUBLIC_URL", "https://env.example.com"),
         ],
     );
@@ -510,7 +593,7 @@ fn configuration_file_environment_and_flags() {
 #[test]
 fn a_wrong_master_key_stops_the_start_with_advice() {
     let db = TestDb::sqlite();
-    let s = Serve::start(&db, &[]);
+    let s = Serve::start(&db, NO_APPLE, &[]);
     let (status, _) = s.stop();
     assert!(status.success());
     let out = cli_in(
@@ -532,4 +615,138 @@ fn a_wrong_master_key_stops_the_start_with_advice() {
         err.contains("does not match this database") && err.contains("RUSSET_MASTER_KEY"),
         "{err}"
     );
+}
+
+#[test]
+fn sync_profiles_and_devices_through_the_cli() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for db in rt.block_on(TestDb::all("cli::sync_profiles_and_devices")) {
+        let apple = Apple::start();
+        let s = Serve::start(&db, &apple.url(), &[]);
+        let dir = db.path();
+        // The real exchange: Russet's public key to ABM, ABM's token to Russet.
+        let pk = dir.join("pk.pem");
+        let id = s.json(&["ade-token", "create", "--name", "Campus", "--out", pk.to_str().unwrap()])["id"]
+            .as_i64()
+            .unwrap()
+            .to_string();
+        let server = apple.sim.create_mdm_server(apple.org, "Russet Campus");
+        apple
+            .sim
+            .upload_public_key(server, &std::fs::read_to_string(&pk).unwrap())
+            .unwrap();
+        let token = write(
+            dir,
+            "Campus_Token_smime.p7m",
+            &apple.sim.download_token(server).unwrap(),
+        );
+        s.ok(&[
+            "ade-token",
+            "upload",
+            &id,
+            "--file",
+            &token,
+            "--apple-id",
+            "it@example.com",
+        ]);
+        let serials = apple.sim.add_devices(apple.org, 150, DeviceSpec::default());
+        apple.sim.assign_devices(server, &serials).unwrap();
+
+        // The sync after the upload may still be running: wait for it, then ask for one.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let out = s.cli(&["ade-token", "sync", &id]);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        if out.status.success() {
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains("devices received"),
+                "{stderr}"
+            );
+            assert!(
+                stderr.contains("sync:") && stderr.contains("pages"),
+                "progress is shown: {stderr}"
+            );
+            // A second manual sync within 15 minutes is refused with the time it becomes possible.
+            let err = s.fails(&["ade-token", "sync", &id]);
+            assert!(err.contains("15 minutes") && err.contains("sync_too_soon"), "{err}");
+        } else {
+            assert!(stderr.contains("already running"), "{stderr}");
+        }
+        let shown = s.ok(&["ade-token", "show", &id]);
+        assert!(
+            shown.contains("Russet Campus") && shown.contains("Example Org"),
+            "ABM details shown: {shown}"
+        );
+
+        // Profiles.
+        let err = s.fails(&["profile", "create", "--token", "Campus"]);
+        assert!(err.contains("--name"), "{err}");
+        let err = s.fails(&[
+            "profile", "create", "--token", "Campus", "--name", "X", "--skip", "teleport",
+        ]);
+        assert!(err.contains("teleport") && err.contains("invalid_profile"), "{err}");
+        let created = s.json(&[
+            "profile",
+            "create",
+            "--token",
+            "Campus",
+            "--name",
+            "Students",
+            "--locked-enrollment",
+            "true",
+            "--skip",
+            "location_services,siri",
+            "--department",
+            "IT",
+            "--user-affinity",
+            "false",
+        ]);
+        let pid = created["id"].as_i64().unwrap().to_string();
+        assert_eq!(
+            created["settings"]["skip_setup_panes"],
+            serde_json::json!(["Location", "Siri"])
+        );
+        let out = s.cli(&["profile", "assign", &pid, "--filter", "unassigned"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("150 assigned"),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("assignment:"),
+            "progress is shown"
+        );
+        assert!(
+            s.fails(&["profile", "assign", &pid, "--filter", "everything"])
+                .contains("--filter must be")
+        );
+        assert!(
+            s.fails(&["profile", "assign", &pid, "--serials", "NOTMINE123"])
+                .contains("unknown_serials")
+        );
+        let list = s.ok(&["profile", "list", "--token", "Campus"]);
+        assert!(list.contains("Students") && list.contains("150"), "{list}");
+        s.ok(&["profile", "set-default", "--token", "Campus", &pid]);
+        let err = s.fails(&["profile", "delete", &pid]);
+        assert!(err.contains("default") && err.contains("150 devices"), "{err}");
+        let edited = s.ok(&["profile", "edit", &pid, "--department", "Campus IT"]);
+        assert!(edited.contains("Campus IT") && edited.contains("erased"), "{edited}");
+        assert!(s.ok(&["profile", "panes"]).contains("location_services"));
+
+        // Devices.
+        let listed = s.ok(&["device", "list", "--token", "Campus", "--limit", "10"]);
+        assert!(listed.contains("10 of 150 matching devices shown"), "{listed}");
+        let json = s.json(&["device", "list", "--token", "Campus", "--limit", "2000"]);
+        assert_eq!(json["devices"].as_array().unwrap().len(), 150, "pages are followed");
+        let detail = s.ok(&["device", "show", &serials[0]]);
+        assert!(
+            detail.contains("Assignment history") && detail.contains("success"),
+            "{detail}"
+        );
+        let gone = s.ok(&["device", "delete", &serials[0]]);
+        assert!(gone.contains("next full sync brings it back"), "{gone}");
+        assert!(s.fails(&["device", "show", &serials[0]]).contains("device_not_found"));
+        let (status, _) = s.stop();
+        assert!(status.success());
+    }
 }

@@ -242,3 +242,64 @@ pub async fn delete(
     state.core.ade_token_delete(&actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRequest {
+    /// A full sync (every device again); at most once every 7 days, sooner it only adds new serials.
+    #[serde(default)]
+    pub full: bool,
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/ade-tokens/{id}/sync", tag = "ade-tokens",
+    params(("id" = i64, Path, description = "Token id")),
+    request_body(content = SyncRequest, description = "Optional; `{}` for a delta sync"),
+    responses(
+        (status = 202, description = "Sync started; follow it at /api/v1/jobs/{id}", body = russet_core::jobs::Job),
+        (status = 409, description = "A sync is running, or the token is pending or expired", body = ErrorBody),
+        (status = 429, description = "A manual sync ran less than 15 minutes ago (Retry-After says when the next is possible)", body = ErrorBody),
+    ),
+    security(("admin_key" = []))
+)]
+pub async fn sync(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiPath(id): ApiPath<i64>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<russet_core::jobs::Job>), ApiError> {
+    // The body is optional: none means a delta sync.
+    let full = if body.iter().all(u8::is_ascii_whitespace) {
+        false
+    } else {
+        serde_json::from_slice::<SyncRequest>(&body)
+            .map_err(|e| ApiError::bad_request("invalid_json", format!("the JSON body is not valid: {e}")))?
+            .full
+    };
+    let job = state.core.ade_sync_request(&actor, id, full).await?;
+    Ok((StatusCode::ACCEPTED, Json(job.into())))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultProfile {
+    /// The profile newly synced devices get; `null` for none.
+    pub profile_id: Option<i64>,
+}
+
+#[utoipa::path(
+    put, path = "/api/v1/ade-tokens/{id}/default-profile", tag = "ade-tokens",
+    params(("id" = i64, Path, description = "Token id")),
+    request_body = DefaultProfile,
+    responses((status = 200, body = AdeToken), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("admin_key" = []))
+)]
+pub async fn set_default_profile(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<DefaultProfile>,
+) -> Result<Json<AdeToken>, ApiError> {
+    state.core.profile_set_default(&actor, id, body.profile_id).await?;
+    Ok(Json(state.core.ade_token_get(id).await?))
+}

@@ -3,9 +3,12 @@
 
 pub mod ade_tokens;
 pub mod audit;
+pub mod devices;
+pub mod jobs;
+pub mod profiles;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router, middleware};
 use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -19,19 +22,25 @@ pub const JSON_BODY_LIMIT: usize = 64 * 1024;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Russet admin API", description = "Manage Russet: enrollment program tokens, the audit log. \
+    info(title = "Russet admin API", description = "Manage Russet: enrollment program tokens and their device sync, ADE enrollment profiles and assignment, devices, jobs, the audit log. \
         Every endpoint except the OpenAPI document needs `Authorization: Bearer <admin key>`."),
     paths(
         info,
         ade_tokens::create, ade_tokens::list, ade_tokens::show, ade_tokens::public_key,
-        ade_tokens::upload_server_token, ade_tokens::delete,
+        ade_tokens::upload_server_token, ade_tokens::delete, ade_tokens::sync, ade_tokens::set_default_profile,
+        profiles::create, profiles::list, profiles::show, profiles::edit, profiles::delete, profiles::assign, profiles::panes,
+        devices::list, devices::show, devices::delete,
+        jobs::list, jobs::show,
         audit::list,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&AdminKeyScheme),
     tags(
         (name = "server", description = "This server"),
-        (name = "ade-tokens", description = "Enrollment program (ADE) tokens exchanged with Apple Business Manager"),
+        (name = "ade-tokens", description = "Enrollment program (ADE) tokens exchanged with Apple Business Manager, and their device sync"),
+        (name = "profiles", description = "ADE enrollment profiles, defined at Apple and assigned to devices"),
+        (name = "devices", description = "Devices ABM assigned to Russet's tokens"),
+        (name = "jobs", description = "Syncs and assignments with their progress"),
         (name = "audit", description = "Who changed what, and when"),
     )
 )]
@@ -96,6 +105,23 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/ade-tokens/{id}/server-token",
             put(ade_tokens::upload_server_token).layer(DefaultBodyLimit::max(ade_tokens::UPLOAD_BODY_LIMIT)),
         )
+        .route("/ade-tokens/{id}/sync", post(ade_tokens::sync))
+        .route("/ade-tokens/{id}/default-profile", put(ade_tokens::set_default_profile))
+        .route("/ade-tokens/{id}/profiles", post(profiles::create))
+        .route("/profiles", get(profiles::list))
+        .route(
+            "/profiles/{id}",
+            get(profiles::show).patch(profiles::edit).delete(profiles::delete),
+        )
+        .route(
+            "/profiles/{id}/assign",
+            post(profiles::assign).layer(DefaultBodyLimit::max(profiles::ASSIGN_BODY_LIMIT)),
+        )
+        .route("/setup-panes", get(profiles::panes))
+        .route("/devices", get(devices::list))
+        .route("/devices/{serial}", get(devices::show).delete(devices::delete))
+        .route("/jobs", get(jobs::list))
+        .route("/jobs/{id}", get(jobs::show))
         .route("/audit", get(audit::list))
         .route_layer(middleware::from_fn_with_state(state, auth::require_admin));
     Router::new()

@@ -1,0 +1,254 @@
+//! Device sync and profile assignment at scale, against applesim:
+//!
+//! - a full sync of RUSSET_BENCH_DEVICES devices (default 1,000,000; 1000 per page) into
+//!   SQLite, and into PostgreSQL when RUSSET_TEST_POSTGRES_URL is set: devices per second
+//!   and the largest resident memory of the `russet serve` process while it syncs;
+//! - assigning a profile to RUSSET_BENCH_ASSIGN devices (default 100,000) by serial number.
+//!
+//! Run with `cargo bench -p russet --bench abm`. Russet runs as its own process (the
+//! release binary), so its memory is measured alone; applesim runs in this one.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use applesim::{AppleSim, DeviceSpec, OrgKind};
+use russet_testkit::TestDb;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_russet");
+
+struct Russet {
+    child: Child,
+    url: String,
+    key: String,
+    http: reqwest::Client,
+}
+
+impl Drop for Russet {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Russet {
+    fn start(db: &TestDb, dep_url: &str) -> Russet {
+        let data = db.path().join("data");
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--log-level",
+                "info",
+                "--apple-dep-url",
+                dep_url,
+            ])
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--database-url")
+            .arg(&db.url)
+            .env("RUSSET_SYNC_ENABLED", "false")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("russet serve starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let url = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("russet logs that it serves");
+            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            if v["message"] == "russet is serving" {
+                break format!("http://{}", v["listen"].as_str().expect("listen"));
+            }
+        };
+        // Keep draining the log; RUSSET_BENCH_LOG=FILE keeps it for inspection.
+        let keep = std::env::var("RUSSET_BENCH_LOG").ok();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut file = keep.and_then(|p| std::fs::File::create(p).ok());
+            while let Ok(line) = rx.recv() {
+                if let Some(f) = file.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+            }
+        });
+        let key = std::fs::read_to_string(data.join("admin-api-key"))
+            .expect("admin key")
+            .trim()
+            .to_string();
+        Russet {
+            child,
+            url,
+            key,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next().and_then(|kb| kb.parse::<f64>().ok()))
+            .map(|kb| kb / 1024.0)
+            .unwrap_or(0.0)
+    }
+
+    /// Polls a job to its end, sampling memory; returns (job, seconds, peak RSS MiB).
+    async fn follow(&self, id: i64) -> (Value, f64, f64) {
+        let started = Instant::now();
+        let mut peak = self.rss_mib();
+        loop {
+            let job = self
+                .call(reqwest::Method::GET, &format!("/api/v1/jobs/{id}"), None)
+                .await;
+            peak = peak.max(self.rss_mib());
+            if job["status"] != "running" {
+                return (job, started.elapsed().as_secs_f64(), peak);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+async fn run(label: &str, db: TestDb, devices: usize, assign: usize) {
+    let sim = AppleSim::new();
+    let run = sim
+        .serve("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("applesim serves");
+    let org = sim.create_org("Bench Org", OrgKind::Business);
+    let server = sim.create_mdm_server(org, "Russet bench");
+    let t = Instant::now();
+    let serials = sim.add_devices(org, devices, DeviceSpec::default());
+    sim.assign_devices(server, &serials).expect("assign in ABM");
+    println!(
+        "[{label}] applesim: {devices} devices created and assigned in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    let russet = Russet::start(&db, &run.base_url);
+    let idle = russet.rss_mib();
+    let token = russet
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/ade-tokens",
+            Some(json!({ "name": "Bench" })),
+        )
+        .await;
+    let id = token["id"].as_i64().expect("id");
+    let pem = russet
+        .http
+        .get(format!("{}/api/v1/ade-tokens/{id}/public-key", russet.url))
+        .bearer_auth(&russet.key)
+        .send()
+        .await
+        .expect("public key")
+        .text()
+        .await
+        .expect("pem");
+    sim.upload_public_key(server, &pem).expect("upload key");
+    let p7m = sim.download_token(server).expect("token");
+    let resp = russet
+        .http
+        .put(format!(
+            "{}/api/v1/ade-tokens/{id}/server-token?apple_id=bench@example.com",
+            russet.url
+        ))
+        .bearer_auth(&russet.key)
+        .body(p7m)
+        .send()
+        .await
+        .expect("upload");
+    assert!(
+        resp.status().is_success(),
+        "upload: {}",
+        resp.text().await.unwrap_or_default()
+    );
+
+    let job = russet
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/ade-tokens/{id}/sync"),
+            Some(json!({ "full": true })),
+        )
+        .await;
+    let (job, secs, peak) = russet.follow(job["id"].as_i64().expect("job id")).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let received = job["progress"]["received"].as_f64().unwrap_or(0.0);
+    println!(
+        "[{label}] full sync: {received} devices in {secs:.2} s = {:.0} devices/s (target >= 50,000); russet RSS idle {idle:.1} MiB, peak {peak:.1} MiB (target < 200)",
+        received / secs
+    );
+
+    let profile = russet
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/ade-tokens/{id}/profiles"),
+            Some(json!({ "name": "Bench profile" })),
+        )
+        .await;
+    let pid = profile["id"].as_i64().expect("profile id");
+    let chosen: Vec<&String> = serials.iter().take(assign).collect();
+    let started = Instant::now();
+    let job = russet
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/profiles/{pid}/assign"),
+            Some(json!({ "serials": chosen })),
+        )
+        .await;
+    let (job, _, peak) = russet.follow(job["id"].as_i64().expect("job id")).await;
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let requests = sim.requests().iter().filter(|r| r.path == "/profile/devices").count();
+    println!(
+        "[{label}] assign: {} devices in {secs:.2} s (target <= 10 s), {requests} requests to Apple, peak RSS {peak:.1} MiB; {}",
+        assign,
+        job["message"].as_str().unwrap_or("")
+    );
+    drop(russet);
+    run.shutdown().await;
+}
+
+#[tokio::main]
+async fn main() {
+    let devices = env_usize("RUSSET_BENCH_DEVICES", 1_000_000);
+    let assign = env_usize("RUSSET_BENCH_ASSIGN", 100_000).min(devices);
+    run("sqlite", TestDb::sqlite(), devices, assign).await;
+    if let Some(db) = TestDb::postgres("bench abm (postgres)").await {
+        run("postgres", db, devices, assign).await;
+    }
+}
