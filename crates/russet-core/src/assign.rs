@@ -173,6 +173,7 @@ impl Core {
                 .await;
             let asked = round.elapsed();
             let mut postponed = false;
+            let mut batches = Vec::with_capacity(results.len());
             for (profile_id, name, uuid, devices, answer) in results {
                 self.note_apple_answer(token_id, &answer).await;
                 let now = self.clock.now();
@@ -222,18 +223,12 @@ impl Core {
                         )
                     }
                 };
-                match batch {
-                    Batch::Answered(outcomes) => {
-                        let profile = AssignedProfile {
-                            id: profile_id,
-                            name: &name,
-                            apple_uuid: &uuid,
-                        };
-                        self.store.assign_record(token_id, &profile, &outcomes, now).await?;
-                    }
+                let batch = match batch {
+                    Batch::Answered(outcomes) => (outcomes, false),
                     Batch::Later(at) => {
                         // Keep them pending, but not before `at`.
-                        let outcomes: Vec<Outcome> = devices
+                        postponed = true;
+                        let outcomes = devices
                             .iter()
                             .map(|(serial, job)| Outcome {
                                 serial: serial.clone(),
@@ -242,16 +237,28 @@ impl Core {
                                 retry_at: Some(at),
                             })
                             .collect();
-                        let profile = AssignedProfile {
-                            id: profile_id,
-                            name: &name,
-                            apple_uuid: &uuid,
-                        };
-                        self.store.assign_postpone(token_id, &profile, &outcomes, now).await?;
-                        postponed = true;
+                        (outcomes, true)
                     }
-                }
+                };
+                batches.push((profile_id, name, uuid, now, batch));
             }
+            // The batches hold different devices: on PostgreSQL they are recorded in parallel
+            // transactions (SQLite takes them one after the other).
+            futures::future::try_join_all(batches.iter().map(
+                |(profile_id, name, uuid, now, (outcomes, later))| async move {
+                    let profile = AssignedProfile {
+                        id: *profile_id,
+                        name,
+                        apple_uuid: uuid,
+                    };
+                    if *later {
+                        self.store.assign_postpone(token_id, &profile, outcomes, *now).await
+                    } else {
+                        self.store.assign_record(token_id, &profile, outcomes, *now).await
+                    }
+                },
+            ))
+            .await?;
             tracing::debug!(token_id, ?selected, ?asked, recorded = ?round.elapsed(), "assignment round");
             if !self
                 .store

@@ -55,6 +55,9 @@ impl From<JobRecord> for Job {
     }
 }
 
+/// How long live counts of a running assignment job are reused.
+const JOB_COUNTS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Core {
     pub async fn job_get(&self, id: i64) -> Result<Job, CoreError> {
         let mut job = self
@@ -63,8 +66,24 @@ impl Core {
             .await?
             .ok_or_else(|| CoreError::not_found("job_not_found", format!("there is no job with id {id}")))?;
         if job.kind == "assign" && job.status == "running" {
-            // Live counts, whichever process is sending.
-            job.progress = serde_json::to_value(self.store.assign_job_counts(id).await?).unwrap_or_default();
+            // Live counts, whichever process is sending; recomputed at most once a second.
+            let fresh = {
+                let cache = self.job_counts.lock().unwrap_or_else(|e| e.into_inner());
+                cache
+                    .get(&id)
+                    .filter(|(at, _)| at.elapsed() < JOB_COUNTS_TTL)
+                    .map(|(_, counts)| counts.clone())
+            };
+            job.progress = match fresh {
+                Some(counts) => counts,
+                None => {
+                    let counts = serde_json::to_value(self.store.assign_job_counts(id).await?).unwrap_or_default();
+                    let mut cache = self.job_counts.lock().unwrap_or_else(|e| e.into_inner());
+                    cache.retain(|_, (at, _)| at.elapsed() < JOB_COUNTS_TTL);
+                    cache.insert(id, (std::time::Instant::now(), counts.clone()));
+                    counts
+                }
+            };
         }
         Ok(job.into())
     }

@@ -77,6 +77,9 @@ pub struct Core {
     pub instance: Arc<str>,
     /// DEP clients per token, with the credentials they were made for.
     dep_clients: Arc<tokio::sync::Mutex<HashMap<i64, (String, DepClient)>>>,
+    /// Live counts of running assignment jobs, computed at most once a second per job
+    /// (counting 100,000 devices takes tens of milliseconds, and clients poll).
+    job_counts: Arc<std::sync::Mutex<HashMap<i64, (std::time::Instant, serde_json::Value)>>>,
 }
 
 impl Core {
@@ -91,6 +94,7 @@ impl Core {
             settings,
             instance: instance.into(),
             dep_clients: Arc::default(),
+            job_counts: Arc::default(),
         }
     }
 }

@@ -17,7 +17,7 @@ use russet_apple::dep::{self, DepError, OpType};
 use russet_store::audit::{Actor, NewAuditEntry};
 use russet_store::devices::DeviceUpsert;
 use russet_store::jobs::{JobRecord, NewJob};
-use russet_store::sync::{SyncPage, SyncState};
+use russet_store::sync::{PageCounts, SyncPage, SyncState};
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
@@ -93,6 +93,50 @@ struct Progress {
     ignored: u64,
     /// New devices marked for the token's default profile.
     default_profile: u64,
+}
+
+impl Progress {
+    fn counts(&self) -> PageCounts {
+        PageCounts {
+            added: self.added,
+            updated: self.updated,
+            removed: self.removed,
+            moved_in: self.moved_in,
+            default_marked: self.default_profile,
+        }
+    }
+
+    fn set_counts(&mut self, c: PageCounts) {
+        self.added = c.added;
+        self.updated = c.updated;
+        self.removed = c.removed;
+        self.moved_in = c.moved_in;
+        self.default_profile = c.default_marked;
+    }
+}
+
+/// A page being written in the background (PostgreSQL full fetch); it yields the run's
+/// counts so far, its own included, once committed.
+type PageWrite = tokio::task::JoinHandle<Result<PageCounts, CoreError>>;
+
+/// Waits for the page being written, if any, and takes its counts.
+async fn drain(inflight: &mut Option<PageWrite>, p: &mut Progress) -> Result<(), CoreError> {
+    if let Some(write) = inflight.take() {
+        let total = write
+            .await
+            .map_err(|e| CoreError::new(ErrorKind::Internal, "internal", format!("a page write stopped: {e}")))??;
+        p.set_counts(total);
+    }
+    Ok(())
+}
+
+fn lease_lost(e: russet_store::StoreError) -> CoreError {
+    match e {
+        russet_store::StoreError::Concurrent => {
+            CoreError::conflict("sync_lease_lost", "another process took over this token's sync")
+        }
+        other => other.into(),
+    }
 }
 
 fn lease_name(token_id: i64) -> String {
@@ -488,6 +532,15 @@ impl Core {
         }
         let mut full_done = false;
         let mut prefetch: Option<tokio::task::JoinHandle<Result<dep::DevicePage, DepError>>> = None;
+        // On PostgreSQL a full fetch writes two pages at once: the next page's devices go in
+        // while the previous page commits; it commits only after that one did (so the cursor
+        // never passes an uncommitted page). A fetch returns each serial once, so the two
+        // transactions never wait on each other's rows. SQLite has one writer: no gain there.
+        // At most two page transactions are open at once (the permits), which also bounds the
+        // pages held in memory: the loop waits for a permit before taking on another page.
+        let pipeline = self.store.backend() == russet_store::Backend::Postgres;
+        let mut inflight: Option<PageWrite> = None;
+        let writers = std::sync::Arc::new(tokio::sync::Semaphore::new(2));
         let mut resets = 0;
         let mut stalled = 0;
         loop {
@@ -510,6 +563,10 @@ impl Core {
                     }
                 },
             };
+            if answer.is_err() {
+                // Settle the page being written before acting on Apple's refusal.
+                drain(&mut inflight, p).await?;
+            }
             let page = match answer {
                 Ok(page) => page,
                 Err(e) if fetching && e.is_exhausted_cursor() => {
@@ -561,41 +618,86 @@ impl Core {
             p.received += page.devices.len() as u64;
             let fetch_continues = fetching && page.more_to_follow;
             let phase = if fetch_continues { "fetch" } else { "sync" };
-            // Progress is committed with the page; the counts of this page are added after.
-            let progress_json = serde_json::to_value(&*p).unwrap_or_default();
-            let counts = self
-                .store
-                .sync_apply_page(&SyncPage {
-                    token_id,
-                    upserts: &upserts,
-                    removals: &removals,
-                    new_only: fetching && new_only,
-                    default_profile_id,
-                    cursor: &page.cursor,
-                    phase,
-                    job_id,
-                    progress: &progress_json,
-                    seen_at: if fetching { marker } else { now },
-                    now,
-                    lease: (&lease, &self.instance),
-                    lease_until: now + SYNC_LEASE,
-                })
-                .await
-                .map_err(|e| match e {
-                    russet_store::StoreError::Concurrent => {
-                        CoreError::conflict("sync_lease_lost", "another process took over this token's sync")
-                    }
-                    other => other.into(),
+            if inflight.as_ref().is_some_and(|w| w.is_finished()) {
+                // Surface a failed background write now rather than pages later.
+                drain(&mut inflight, p).await?;
+            }
+            let seen_at = if fetching { marker } else { now };
+            if pipeline && fetch_continues {
+                let permit = writers.clone().acquire_owned().await.map_err(|e| {
+                    CoreError::new(ErrorKind::Internal, "internal", format!("page writers closed: {e}"))
                 })?;
+                let prev = inflight.take();
+                let store = self.store.clone();
+                let base = p.clone();
+                let (lease, owner, cursor_after) = (lease.clone(), self.instance.clone(), page.cursor.clone());
+                let new_only = fetching && new_only;
+                inflight = Some(tokio::spawn(async move {
+                    let prepared = store
+                        .sync_page_begin(&SyncPage {
+                            token_id,
+                            upserts: &upserts,
+                            removals: &removals,
+                            new_only,
+                            default_profile_id,
+                            cursor: &cursor_after,
+                            phase,
+                            job_id,
+                            progress: &serde_json::Value::Null,
+                            seen_at,
+                            now,
+                            lease: (&lease, &owner),
+                            lease_until: now + SYNC_LEASE,
+                        })
+                        .await
+                        .map_err(lease_lost)?;
+                    // The previous page first; if it failed, this one rolls back.
+                    let before = match prev {
+                        Some(write) => write.await.map_err(|e| {
+                            CoreError::new(ErrorKind::Internal, "internal", format!("a page write stopped: {e}"))
+                        })??,
+                        None => base.counts(),
+                    };
+                    let total = before + prepared.counts;
+                    let mut progress = base;
+                    progress.set_counts(total);
+                    prepared
+                        .commit(&serde_json::to_value(&progress).unwrap_or_default())
+                        .await
+                        .map_err(lease_lost)?;
+                    drop(permit);
+                    Ok(total)
+                }));
+            } else {
+                drain(&mut inflight, p).await?;
+                // Progress is committed with the page; the counts of this page are added after.
+                let progress_json = serde_json::to_value(&*p).unwrap_or_default();
+                let counts = self
+                    .store
+                    .sync_apply_page(&SyncPage {
+                        token_id,
+                        upserts: &upserts,
+                        removals: &removals,
+                        new_only: fetching && new_only,
+                        default_profile_id,
+                        cursor: &page.cursor,
+                        phase,
+                        job_id,
+                        progress: &progress_json,
+                        seen_at,
+                        now,
+                        lease: (&lease, &self.instance),
+                        lease_until: now + SYNC_LEASE,
+                    })
+                    .await
+                    .map_err(lease_lost)?;
+                p.set_counts(p.counts() + counts);
+            }
             tracing::trace!(token_id, ?waited, written = ?writing.elapsed(), devices = page.devices.len(), "sync page");
-            p.added += counts.added;
-            p.updated += counts.updated;
-            p.moved_in += counts.moved_in;
-            p.removed += counts.removed;
-            p.default_profile += counts.default_marked;
             if page.more_to_follow && page.devices.is_empty() && cursor.as_deref() == Some(page.cursor.as_str()) {
                 stalled += 1;
                 if stalled >= MAX_STALLED_PAGES {
+                    drain(&mut inflight, p).await?;
                     return Err(CoreError::new(
                         ErrorKind::Upstream,
                         "abm_cursor_stalled",

@@ -115,7 +115,9 @@ impl Store {
     }
 
     /// Up to `limit` devices of a token due for assignment (pending, or throttled and past
-    /// their retry time): (profile id, serial, job id), ordered by profile.
+    /// their retry time): (profile id, serial, job id), in no particular order. No ORDER BY:
+    /// the `(token_id, assign_state)` index finds them and the scan stops at `limit`, where
+    /// sorting would read every pending device of the token in every round.
     pub async fn assign_due(
         &self,
         token_id: i64,
@@ -126,7 +128,7 @@ impl Store {
             "SELECT profile_id, serial_number, assign_job_id FROM ade_devices WHERE token_id = $1 AND removed_at IS NULL \
                AND profile_id IS NOT NULL \
                AND assign_state IN ('pending', 'throttled') AND (assign_retry_at IS NULL OR assign_retry_at <= $2) \
-             ORDER BY profile_id, serial_number LIMIT $3",
+             LIMIT $3",
         )
         .bind(token_id)
         .bind(to_millis(now))

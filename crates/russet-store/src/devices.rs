@@ -189,6 +189,17 @@ pub(crate) async fn existing(
     serials: &[&str],
 ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
     let mut out = std::collections::HashMap::with_capacity(serials.len());
+    if backend == Backend::Postgres {
+        let rows: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT serial_number, token_id FROM ade_devices WHERE serial_number = {}",
+            pg_any_text(1)
+        )))
+        .bind(serde_json::to_string(serials).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        .fetch_all(&mut *conn)
+        .await?;
+        out.extend(rows);
+        return Ok(out);
+    }
     for chunk in serials.chunks(IN_LIST) {
         let sql = bulk(
             backend,
@@ -241,6 +252,9 @@ pub(crate) async fn upsert(
            OR ade_devices.token_id <> excluded.token_id"
             .to_string()
     };
+    if backend == Backend::Postgres {
+        return upsert_pg(conn, token_id, devices, &conflict, seen_at, now).await;
+    }
     for chunk in devices.chunks(ROWS_PER_STATEMENT) {
         let rows: Vec<String> = (0..chunk.len())
             .map(|i| format!("({})", placeholders(1 + i * COLS, COLS)))
@@ -279,6 +293,72 @@ pub(crate) async fn upsert(
         }
         q.execute(&mut *conn).await?;
     }
+    Ok(())
+}
+
+/// PostgreSQL: `ANY` over a JSON array of strings bound as parameter `$n`, so a whole list
+/// is one parameter (an index scan per element, one plan whatever the length).
+pub(crate) fn pg_any_text(n: usize) -> String {
+    format!("ANY (ARRAY(SELECT json_array_elements_text(${n}::json)))")
+}
+
+/// [`upsert`] on PostgreSQL: the page travels as one JSON parameter that
+/// `json_to_recordset` turns into rows. Planning a multi-row `VALUES` of thousands of
+/// parameters cost PostgreSQL more than writing the rows; this statement plans once.
+async fn upsert_pg(
+    conn: &mut sqlx::AnyConnection,
+    token_id: i64,
+    devices: &[DeviceUpsert],
+    conflict: &str,
+    seen_at: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    if devices.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<serde_json::Value> = devices
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "serial_number": d.serial_number,
+                "model": d.model,
+                "description": d.description,
+                "color": d.color,
+                "asset_tag": d.asset_tag,
+                "os": d.os,
+                "device_family": d.device_family,
+                "abm_profile_uuid": d.profile_uuid,
+                "abm_profile_status": d.profile_status,
+                "abm_profile_assign_time": ms(d.profile_assign_time),
+                "abm_profile_push_time": ms(d.profile_push_time),
+                "device_assigned_date": ms(d.device_assigned_date),
+                "device_assigned_by": d.device_assigned_by,
+                "op_type": d.op_type,
+                "op_date": ms(d.op_date),
+            })
+        })
+        .collect();
+    let json = serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let sql = format!(
+        "INSERT INTO ade_devices (token_id, serial_number, model, description, color, asset_tag, os, device_family, \
+           abm_profile_uuid, abm_profile_status, abm_profile_assign_time, abm_profile_push_time, device_assigned_date, \
+           device_assigned_by, op_type, op_date, last_seen_at, created_at, updated_at) \
+         SELECT $1, serial_number, model, description, color, asset_tag, os, device_family, abm_profile_uuid, \
+           abm_profile_status, abm_profile_assign_time, abm_profile_push_time, device_assigned_date, device_assigned_by, \
+           op_type, op_date, $2, $3, $3 \
+         FROM json_to_recordset($4::json) AS d(serial_number text, model text, description text, color text, \
+           asset_tag text, os text, device_family text, abm_profile_uuid text, abm_profile_status text, \
+           abm_profile_assign_time bigint, abm_profile_push_time bigint, device_assigned_date bigint, \
+           device_assigned_by text, op_type text, op_date bigint) \
+         {conflict}"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(token_id)
+        .bind(to_millis(seen_at))
+        .bind(to_millis(now))
+        .bind(json)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 

@@ -72,6 +72,67 @@ pub struct PageCounts {
     pub default_marked: u64,
 }
 
+impl std::ops::Add for PageCounts {
+    type Output = PageCounts;
+
+    fn add(self, o: PageCounts) -> PageCounts {
+        PageCounts {
+            added: self.added + o.added,
+            updated: self.updated + o.updated,
+            removed: self.removed + o.removed,
+            moved_in: self.moved_in + o.moved_in,
+            default_marked: self.default_marked + o.default_marked,
+        }
+    }
+}
+
+/// A page whose devices are written in an open transaction (see [`Store::sync_page_begin`]).
+/// Dropping it rolls the page back.
+pub struct PreparedPage {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    /// What the page changes, once committed.
+    pub counts: PageCounts,
+    token_id: i64,
+    cursor: String,
+    phase: String,
+    job_id: i64,
+    lease_name: String,
+    lease_owner: String,
+    lease_until: OffsetDateTime,
+    now: OffsetDateTime,
+}
+
+impl PreparedPage {
+    /// Renews the sync lease, stores the cursor that follows the page and the job's
+    /// progress, and commits. Fails with [`StoreError::Concurrent`], committing nothing,
+    /// when the lease was lost.
+    pub async fn commit(mut self, progress: &serde_json::Value) -> Result<PageCounts, StoreError> {
+        let renewed = sqlx::query("UPDATE leases SET expires_at = $1 WHERE name = $2 AND owner = $3")
+            .bind(to_millis(self.lease_until))
+            .bind(&self.lease_name)
+            .bind(&self.lease_owner)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected();
+        if renewed != 1 {
+            return Err(StoreError::Concurrent);
+        }
+        sqlx::query(
+            "INSERT INTO ade_sync_state (token_id, cursor, phase, cursor_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (token_id) DO UPDATE SET cursor = excluded.cursor, phase = excluded.phase, cursor_at = excluded.cursor_at",
+        )
+        .bind(self.token_id)
+        .bind(&self.cursor)
+        .bind(&self.phase)
+        .bind(to_millis(self.now))
+        .execute(&mut *self.tx)
+        .await?;
+        update_progress(&mut self.tx, self.job_id, progress, self.now).await?;
+        self.tx.commit().await?;
+        Ok(self.counts)
+    }
+}
+
 /// Marks the given devices of a token, if they have no profile yet, for `profile_id`
 /// (without a job: the sync's caller attaches one). Returns how many.
 async fn mark_default(
@@ -177,6 +238,16 @@ impl Store {
     /// Commits one page: devices, removals, the cursor after them and the job's progress,
     /// in one transaction.
     pub async fn sync_apply_page(&self, page: &SyncPage<'_>) -> Result<PageCounts, StoreError> {
+        let prepared = self.sync_page_begin(page).await?;
+        prepared.commit(page.progress).await
+    }
+
+    /// The first half of [`sync_apply_page`](Self::sync_apply_page): writes the page's
+    /// devices in a transaction that stays open. [`PreparedPage::commit`] then renews the
+    /// lease, moves the cursor and commits, all in that same transaction. Splitting the two
+    /// lets a caller write the next page while the previous one commits (on PostgreSQL; on
+    /// SQLite the second writer would only wait).
+    pub async fn sync_page_begin(&self, page: &SyncPage<'_>) -> Result<PreparedPage, StoreError> {
         let mut tx = self.begin_write().await?;
         if self.backend() == Backend::Postgres {
             // The cursor commits with its page, so losing the last commits in a crash only
@@ -184,16 +255,6 @@ impl Store {
             sqlx::query("SET LOCAL synchronous_commit TO OFF")
                 .execute(&mut *tx)
                 .await?;
-        }
-        let renewed = sqlx::query("UPDATE leases SET expires_at = $1 WHERE name = $2 AND owner = $3")
-            .bind(to_millis(page.lease_until))
-            .bind(page.lease.0)
-            .bind(page.lease.1)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if renewed != 1 {
-            return Err(StoreError::Concurrent);
         }
         let serials: Vec<&str> = page.upserts.iter().map(|d| d.serial_number.as_str()).collect();
         let known = existing(&mut tx, self.backend(), &serials).await?;
@@ -231,19 +292,18 @@ impl Store {
                 mark_default(&mut tx, self.backend(), page.token_id, profile_id, &fresh, page.now).await?;
         }
         counts.removed = mark_removed(&mut tx, page.token_id, page.removals, page.now).await?;
-        sqlx::query(
-            "INSERT INTO ade_sync_state (token_id, cursor, phase, cursor_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (token_id) DO UPDATE SET cursor = excluded.cursor, phase = excluded.phase, cursor_at = excluded.cursor_at",
-        )
-        .bind(page.token_id)
-        .bind(page.cursor)
-        .bind(page.phase)
-        .bind(to_millis(page.now))
-        .execute(&mut *tx)
-        .await?;
-        update_progress(&mut tx, page.job_id, page.progress, page.now).await?;
-        tx.commit().await?;
-        Ok(counts)
+        Ok(PreparedPage {
+            tx,
+            counts,
+            token_id: page.token_id,
+            cursor: page.cursor.to_string(),
+            phase: page.phase.to_string(),
+            job_id: page.job_id,
+            lease_name: page.lease.0.to_string(),
+            lease_owner: page.lease.1.to_string(),
+            lease_until: page.lease_until,
+            now: page.now,
+        })
     }
 
     /// After a complete full fetch: devices of the token that the fetch did not return are

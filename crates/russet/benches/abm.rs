@@ -5,7 +5,8 @@
 //!   and the largest resident memory of the `russet serve` process while it syncs;
 //! - assigning a profile to RUSSET_BENCH_ASSIGN devices (default 100,000) by serial number.
 //!
-//! Run with `cargo bench -p russet --bench abm`. Russet runs as its own process (the
+//! Run with `cargo bench -p russet --bench abm`. RUSSET_BENCH_LOG=FILE keeps Russet's log,
+//! RUSSET_BENCH_LOG_LEVEL sets its filter (e.g. `info,russet_core=debug` for per-round timings). Russet runs as its own process (the
 //! release binary), so its memory is measured alone; applesim runs in this one.
 
 use std::io::{BufRead, BufReader};
@@ -45,7 +46,7 @@ impl Russet {
                 "--log-format",
                 "json",
                 "--log-level",
-                "info",
+                &std::env::var("RUSSET_BENCH_LOG_LEVEL").unwrap_or_else(|_| "info".into()),
                 "--apple-dep-url",
                 dep_url,
             ])

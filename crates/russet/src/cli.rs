@@ -10,7 +10,8 @@ use clap::{Args, Parser, Subcommand};
     version,
     about = "Russet: enroll and manage an organisation's Apple devices",
     long_about = "Russet enrolls and manages Apple devices: enrollment program tokens with Apple Business Manager, \
-        and (in coming releases) device sync, ADE profiles, the MDM protocol, Apps and Books, and User Enrollment.\n\n\
+        device sync, ADE enrollment profiles and their assignment; the MDM protocol, Apps and Books and User Enrollment \
+        come in later releases.\n\n\
         `russet serve` runs the server; the other commands are clients of its admin API."
 )]
 pub struct Cli {
