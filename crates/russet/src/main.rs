@@ -76,8 +76,10 @@ fn master_key_from_env() -> Option<SecretString> {
 fn init_logging(config: &Config) -> Result<()> {
     let filter = EnvFilter::try_new(&config.log_level)
         .with_context(|| format!("log_level \"{}\" is not a valid filter", config.log_level))?;
+    // Colours only on a terminal: a log redirected to a file or a journal stays plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let result = match config.log_format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -74,7 +74,7 @@ fn progress_line(job: &Value) -> String {
     match job["kind"].as_str() {
         Some("sync") => format!(
             "{} sync: {} pages, {} devices received ({} new, {} updated, {} moved in, {} removed){}",
-            text(&p["mode"]),
+            text(if p["mode"].is_null() { &job["mode"] } else { &p["mode"] }),
             n("pages"),
             n("received"),
             n("added"),
@@ -82,7 +82,7 @@ fn progress_line(job: &Value) -> String {
             n("moved_in"),
             n("removed"),
             if job["status"] == "running" {
-                format!(" [{}]", text(&p["phase"]))
+                format!(" [{}]", p["phase"].as_str().unwrap_or("starting"))
             } else {
                 String::new()
             }
