@@ -397,25 +397,6 @@ impl Config {
                 )));
             }
         }
-        if !(self.apple.dep_url.starts_with("https://") || self.apple.dep_url.starts_with("http://")) {
-            return Err(ConfigError::Invalid(format!(
-                "apple.dep_url must be an http(s) URL (got {})",
-                self.apple.dep_url
-            )));
-        }
-        let ranges = [
-            ("sync.interval_hours", self.sync.interval_hours, 1, 168),
-            ("sync.device_retention_days", self.sync.device_retention_days, 1, 3650),
-            ("sync.page_size", self.sync.page_size, 1, 1000),
-            ("sync.assign_concurrency", self.sync.assign_concurrency, 1, 16),
-        ];
-        for (key, value, min, max) in ranges {
-            if !(min..=max).contains(&value) {
-                return Err(ConfigError::Invalid(format!(
-                    "{key} must be between {min} and {max} (got {value})"
-                )));
-            }
-        }
         if self.expiry_warning_days == 0 || self.expiry_warning_days > 365 {
             return Err(ConfigError::Invalid(format!(
                 "expiry_warning_days must be between 1 and 365 (got {})",

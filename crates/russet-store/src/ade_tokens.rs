@@ -365,16 +365,7 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        let deleted = sqlx::query("DELETE FROM ade_tokens WHERE id = $1 AND version = $2")
-            .bind(id)
-            .bind(expected_version)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if deleted != 1 {
-            return Err(StoreError::Concurrent);
-        }
-        record(&mut tx, &audit.target(id)).await?;
+        crate::delete_versioned(&mut tx, "ade_tokens", id, expected_version, &audit).await?;
         tx.commit().await?;
         Ok(())
     }

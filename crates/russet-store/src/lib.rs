@@ -337,6 +337,29 @@ pub(crate) fn opt_from_millis(ms: Option<i64>) -> Result<Option<OffsetDateTime>,
     ms.map(from_millis).transpose()
 }
 
+/// Deletes the row `id` of `table` if it is still at `expected_version` (optimistic
+/// concurrency), then writes its audit entry, in the caller's transaction.
+pub(crate) async fn delete_versioned(
+    tx: &mut sqlx::AnyConnection,
+    table: &'static str,
+    id: i64,
+    expected_version: i64,
+    audit: &audit::NewAuditEntry,
+) -> Result<(), StoreError> {
+    let deleted = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {table} WHERE id = $1 AND version = $2"
+    )))
+    .bind(id)
+    .bind(expected_version)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if deleted != 1 {
+        return Err(StoreError::Concurrent);
+    }
+    audit::record(&mut *tx, &audit.clone().target(id)).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
