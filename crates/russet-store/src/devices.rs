@@ -252,10 +252,14 @@ pub(crate) async fn upsert(
            OR ade_devices.token_id <> excluded.token_id"
             .to_string()
     };
+    // In serial order, so that consecutive inserts walk the serial index's B-tree along
+    // neighbouring pages instead of jumping across it.
+    let mut sorted: Vec<&DeviceUpsert> = devices.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.serial_number.cmp(&b.serial_number));
     if backend == Backend::Postgres {
-        return upsert_pg(conn, token_id, devices, &conflict, seen_at, now).await;
+        return upsert_pg(conn, token_id, &sorted, &conflict, seen_at, now).await;
     }
-    for chunk in devices.chunks(ROWS_PER_STATEMENT) {
+    for chunk in sorted.chunks(ROWS_PER_STATEMENT) {
         let rows: Vec<String> = (0..chunk.len())
             .map(|i| format!("({})", placeholders(1 + i * COLS, COLS)))
             .collect();
@@ -308,7 +312,7 @@ pub(crate) fn pg_any_text(n: usize) -> String {
 async fn upsert_pg(
     conn: &mut sqlx::AnyConnection,
     token_id: i64,
-    devices: &[DeviceUpsert],
+    devices: &[&DeviceUpsert],
     conflict: &str,
     seen_at: OffsetDateTime,
     now: OffsetDateTime,
