@@ -46,6 +46,8 @@ pub struct Settings {
     pub device_retention_days: u32,
     /// Devices per fetch/sync page (Apple's maximum is 1000).
     pub page_size: u32,
+    /// Devices a full fetch commits per transaction on SQLite (whole pages, at least one).
+    pub sync_batch_devices: u32,
     /// Assignment requests in flight at once per token.
     pub assign_concurrency: usize,
     /// Sync a token right after its server token is uploaded or renewed.
@@ -61,6 +63,7 @@ impl Default for Settings {
             sync_interval: Duration::hours(12),
             device_retention_days: 30,
             page_size: 1000,
+            sync_batch_devices: 10_000,
             assign_concurrency: 4,
             sync_on_upload: true,
         }

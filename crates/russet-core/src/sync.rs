@@ -119,6 +119,20 @@ impl Progress {
 /// counts so far, its own included, once committed.
 type PageWrite = tokio::task::JoinHandle<Result<PageCounts, CoreError>>;
 
+/// A fetched page waiting in a batch to be written.
+struct PendingPage {
+    upserts: Vec<DeviceUpsert>,
+    removals: Vec<(String, Option<OffsetDateTime>)>,
+    /// The cursor that follows the page.
+    cursor: String,
+    seen_at: OffsetDateTime,
+    now: OffsetDateTime,
+}
+
+/// A batch is written at the latest this long after its first page arrived, so that a slow
+/// Apple still shows progress.
+const BATCH_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Waits for the page being written, if any, and takes its counts.
 async fn drain(inflight: &mut Option<PageWrite>, p: &mut Progress) -> Result<(), CoreError> {
     if let Some(write) = inflight.take() {
@@ -202,6 +216,86 @@ fn split_page(
         });
     }
     (upserts, removals)
+}
+
+/// What every batch of a run is written with.
+#[derive(Clone)]
+struct BatchWriter {
+    token_id: i64,
+    job_id: i64,
+    default_profile_id: Option<i64>,
+    lease: String,
+    owner: String,
+    /// One writer at a time (SQLite).
+    sequential: bool,
+}
+
+/// Waits for the batch written before, if any; the run's counts after it.
+async fn settle(prev: Option<PageWrite>, base: &Progress) -> Result<PageCounts, CoreError> {
+    match prev {
+        Some(write) => write
+            .await
+            .map_err(|e| CoreError::new(ErrorKind::Internal, "internal", format!("a page write stopped: {e}")))?,
+        None => Ok(base.counts()),
+    }
+}
+
+/// The background half of [`Core::write_batch`]; the run's counts after the batch.
+async fn write_batch_task<'a>(
+    store: russet_store::Store,
+    w: &'a BatchWriter,
+    batch: &'a [PendingPage],
+    new_only: bool,
+    prev: Option<PageWrite>,
+    base: Progress,
+) -> Result<PageCounts, CoreError> {
+    let page = |b: &'a PendingPage| -> SyncPage<'a> {
+        SyncPage {
+            token_id: w.token_id,
+            upserts: &b.upserts,
+            removals: &b.removals,
+            new_only,
+            default_profile_id: w.default_profile_id,
+            cursor: &b.cursor,
+            phase: "fetch",
+            job_id: w.job_id,
+            progress: &serde_json::Value::Null,
+            seen_at: b.seen_at,
+            now: b.now,
+            lease: (&w.lease, &w.owner),
+            lease_until: b.now + SYNC_LEASE,
+        }
+    };
+    let mut prev = Some(prev);
+    // One writer (SQLite): wait for the previous batch before taking the lock.
+    let mut before = if w.sequential {
+        Some(settle(prev.take().flatten(), &base).await?)
+    } else {
+        None
+    };
+    let Some((first, rest)) = batch.split_first() else {
+        return match before {
+            Some(counts) => Ok(counts),
+            None => settle(prev.take().flatten(), &base).await,
+        };
+    };
+    let mut prepared = store.sync_page_begin(&page(first)).await.map_err(lease_lost)?;
+    for b in rest {
+        prepared.add(&page(b)).await.map_err(lease_lost)?;
+    }
+    // The previous batch first; if it failed, this one rolls back.
+    let before = match before.take() {
+        Some(counts) => counts,
+        None => settle(prev.take().flatten(), &base).await?,
+    };
+    let total = before + prepared.counts;
+    let mut progress = base;
+    progress.set_counts(total);
+    prepared
+        .commit(&serde_json::to_value(&progress).unwrap_or_default())
+        .await
+        .map_err(lease_lost)?;
+    Ok(total)
 }
 
 /// A failure that ends a run, with what to record.
@@ -532,15 +626,39 @@ impl Core {
         }
         let mut full_done = false;
         let mut prefetch: Option<tokio::task::JoinHandle<Result<dep::DevicePage, DepError>>> = None;
-        // On PostgreSQL a full fetch writes two pages at once: the next page's devices go in
-        // while the previous page commits; it commits only after that one did (so the cursor
-        // never passes an uncommitted page). A fetch returns each serial once, so the two
-        // transactions never wait on each other's rows. SQLite has one writer: no gain there.
-        // At most two page transactions are open at once (the permits), which also bounds the
-        // pages held in memory: the loop waits for a permit before taking on another page.
-        let pipeline = self.store.backend() == russet_store::Backend::Postgres;
+        // During a full fetch, pages are written in the background while the next ones are
+        // fetched, in batches committed in order: a batch commits
+        // only after the one before it, so the cursor never passes an uncommitted page. On
+        // PostgreSQL the next batch's devices go in while the previous one commits (a fetch
+        // returns each serial once, so the two transactions never wait on each other's
+        // rows); SQLite has one writer, so there a batch begins once the previous committed.
+        // At most two batches (PostgreSQL) or one (SQLite) are being written at once (the
+        // permits), which also bounds the pages held in memory: the loop waits for a permit
+        // before writing another batch.
+        let sequential = self.store.backend() != russet_store::Backend::Postgres;
+        // On SQLite, committing ten pages of 1000 at once writes the serial index's leaf
+        // pages they share to the WAL once instead of ten times (a page of 1000 random
+        // serials dirties about 1000 of them): 38,000 → 59,500 devices/s in the store
+        // benchmark. PostgreSQL gains nothing from it; it writes two transactions at once.
+        let batch_pages = if sequential {
+            (self.settings.sync_batch_devices / limit.max(1)).max(1) as usize
+        } else {
+            1
+        };
+        let mut batch: Vec<PendingPage> = Vec::new();
+        let mut batch_since = std::time::Instant::now();
         let mut inflight: Option<PageWrite> = None;
-        let writers = std::sync::Arc::new(tokio::sync::Semaphore::new(2));
+        // SQLite writes one batch at a time: a second one in flight would only wait, holding
+        // its pages in memory, while the loop gathers the next.
+        let writers = std::sync::Arc::new(tokio::sync::Semaphore::new(if sequential { 1 } else { 2 }));
+        let writer = BatchWriter {
+            token_id,
+            job_id,
+            default_profile_id,
+            lease: lease.clone(),
+            owner: self.instance.to_string(),
+            sequential,
+        };
         let mut resets = 0;
         let mut stalled = 0;
         loop {
@@ -564,7 +682,18 @@ impl Core {
                 },
             };
             if answer.is_err() {
-                // Settle the page being written before acting on Apple's refusal.
+                // Settle the pages fetched so far before acting on Apple's refusal.
+                if !batch.is_empty() {
+                    self.write_batch(
+                        &writer,
+                        &writers,
+                        std::mem::take(&mut batch),
+                        new_only,
+                        &mut inflight,
+                        p,
+                    )
+                    .await?;
+                }
                 drain(&mut inflight, p).await?;
             }
             let page = match answer {
@@ -623,52 +752,40 @@ impl Core {
                 drain(&mut inflight, p).await?;
             }
             let seen_at = if fetching { marker } else { now };
-            if pipeline && fetch_continues {
-                let permit = writers.clone().acquire_owned().await.map_err(|e| {
-                    CoreError::new(ErrorKind::Internal, "internal", format!("page writers closed: {e}"))
-                })?;
-                let prev = inflight.take();
-                let store = self.store.clone();
-                let base = p.clone();
-                let (lease, owner, cursor_after) = (lease.clone(), self.instance.clone(), page.cursor.clone());
-                let new_only = fetching && new_only;
-                inflight = Some(tokio::spawn(async move {
-                    let prepared = store
-                        .sync_page_begin(&SyncPage {
-                            token_id,
-                            upserts: &upserts,
-                            removals: &removals,
-                            new_only,
-                            default_profile_id,
-                            cursor: &cursor_after,
-                            phase,
-                            job_id,
-                            progress: &serde_json::Value::Null,
-                            seen_at,
-                            now,
-                            lease: (&lease, &owner),
-                            lease_until: now + SYNC_LEASE,
-                        })
-                        .await
-                        .map_err(lease_lost)?;
-                    // The previous page first; if it failed, this one rolls back.
-                    let before = match prev {
-                        Some(write) => write.await.map_err(|e| {
-                            CoreError::new(ErrorKind::Internal, "internal", format!("a page write stopped: {e}"))
-                        })??,
-                        None => base.counts(),
-                    };
-                    let total = before + prepared.counts;
-                    let mut progress = base;
-                    progress.set_counts(total);
-                    prepared
-                        .commit(&serde_json::to_value(&progress).unwrap_or_default())
-                        .await
-                        .map_err(lease_lost)?;
-                    drop(permit);
-                    Ok(total)
-                }));
+            if fetch_continues {
+                if batch.is_empty() {
+                    batch_since = std::time::Instant::now();
+                }
+                batch.push(PendingPage {
+                    upserts,
+                    removals,
+                    cursor: page.cursor.clone(),
+                    seen_at,
+                    now,
+                });
+                if batch.len() >= batch_pages || batch_since.elapsed() >= BATCH_MAX_WAIT {
+                    self.write_batch(
+                        &writer,
+                        &writers,
+                        std::mem::take(&mut batch),
+                        new_only,
+                        &mut inflight,
+                        p,
+                    )
+                    .await?;
+                }
             } else {
+                if !batch.is_empty() {
+                    self.write_batch(
+                        &writer,
+                        &writers,
+                        std::mem::take(&mut batch),
+                        new_only,
+                        &mut inflight,
+                        p,
+                    )
+                    .await?;
+                }
                 drain(&mut inflight, p).await?;
                 // Progress is committed with the page; the counts of this page are added after.
                 let progress_json = serde_json::to_value(&*p).unwrap_or_default();
@@ -697,6 +814,17 @@ impl Core {
             if page.more_to_follow && page.devices.is_empty() && cursor.as_deref() == Some(page.cursor.as_str()) {
                 stalled += 1;
                 if stalled >= MAX_STALLED_PAGES {
+                    if !batch.is_empty() {
+                        self.write_batch(
+                            &writer,
+                            &writers,
+                            std::mem::take(&mut batch),
+                            new_only,
+                            &mut inflight,
+                            p,
+                        )
+                        .await?;
+                    }
                     drain(&mut inflight, p).await?;
                     return Err(CoreError::new(
                         ErrorKind::Upstream,
@@ -725,6 +853,35 @@ impl Core {
             .job_progress(job_id, &serde_json::to_value(&*p).unwrap_or_default(), self.clock.now())
             .await;
         Ok(full_done)
+    }
+
+    /// Writes a batch of fetched pages in the background, after the batch before it
+    /// (`inflight`, which it replaces): one transaction, committed with the cursor that
+    /// follows its last page and the run's counts so far.
+    async fn write_batch(
+        &self,
+        w: &BatchWriter,
+        writers: &std::sync::Arc<tokio::sync::Semaphore>,
+        batch: Vec<PendingPage>,
+        new_only: bool,
+        inflight: &mut Option<PageWrite>,
+        p: &Progress,
+    ) -> Result<(), CoreError> {
+        let permit = writers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| CoreError::new(ErrorKind::Internal, "internal", format!("page writers closed: {e}")))?;
+        let prev = inflight.take();
+        let store = self.store.clone();
+        let base = p.clone();
+        let w = w.clone();
+        *inflight = Some(tokio::spawn(async move {
+            let total = write_batch_task(store, &w, &batch, new_only, prev, base).await;
+            drop(permit);
+            total
+        }));
+        Ok(())
     }
 
     /// Starts a full fetch: a fresh marker, later than every earlier fetch's.

@@ -114,6 +114,12 @@ pub const KEYS: &[KeySpec] = &[
         help: "devices per page from Apple (1-1000)",
     },
     KeySpec {
+        path: "sync.batch_devices",
+        kind: ValueKind::Int,
+        default: "10000",
+        help: "devices a full fetch commits per transaction on SQLite (1-100000)",
+    },
+    KeySpec {
         path: "sync.assign_concurrency",
         kind: ValueKind::Int,
         default: "4",
@@ -152,6 +158,7 @@ pub struct SyncConfig {
     pub interval_hours: u32,
     pub device_retention_days: u32,
     pub page_size: u32,
+    pub batch_devices: u32,
     pub assign_concurrency: u32,
 }
 
@@ -162,6 +169,7 @@ impl Default for SyncConfig {
             interval_hours: 12,
             device_retention_days: 30,
             page_size: 1000,
+            batch_devices: 10_000,
             assign_concurrency: 4,
         }
     }
@@ -388,6 +396,7 @@ impl Config {
             ("sync.interval_hours", self.sync.interval_hours, 1, 168),
             ("sync.device_retention_days", self.sync.device_retention_days, 1, 3650),
             ("sync.page_size", self.sync.page_size, 1, 1000),
+            ("sync.batch_devices", self.sync.batch_devices, 1, 100_000),
             ("sync.assign_concurrency", self.sync.assign_concurrency, 1, 16),
         ];
         for (key, value, min, max) in ranges {

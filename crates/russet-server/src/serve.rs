@@ -110,6 +110,7 @@ pub fn settings(config: &Config) -> Settings {
         sync_interval: time::Duration::hours(i64::from(config.sync.interval_hours)),
         device_retention_days: config.sync.device_retention_days,
         page_size: config.sync.page_size,
+        sync_batch_devices: config.sync.batch_devices,
         assign_concurrency: config.sync.assign_concurrency as usize,
         sync_on_upload: config.sync.enabled,
     }

@@ -62,6 +62,7 @@ async fn upload_reads_the_account_and_full_then_delta_sync_match_abm() {
         let job = s.sync(id, false).await;
         assert_eq!((job.status.as_str(), job.mode.as_deref()), ("succeeded", Some("delta")));
         assert_eq!(job.progress["added"], 150);
+        assert_eq!(job.progress["updated"], 20, "{:?}", job.progress);
         assert_eq!(job.progress["removed"], 40);
         s.assert_matches_abm(id, server).await;
         let all = s.devices(id, true).await;
@@ -337,7 +338,8 @@ async fn manual_sync_limits_and_the_seven_day_full_sync_rule() {
         .modify_devices(
             &serials[..3],
             DeviceChange {
-                color: Some("MIDNIGHT".into()),
+                // Not a colour: applesim gives devices random colours, MIDNIGHT among them.
+                asset_tag: Some("LIMITED-1".into()),
                 ..Default::default()
             },
         )
@@ -357,8 +359,9 @@ async fn manual_sync_limits_and_the_seven_day_full_sync_rule() {
     let all = s.devices(id, false).await;
     assert!(all.contains_key(&newer[0]));
     assert_ne!(
-        all[&serials[0]]["color"], "MIDNIGHT",
-        "known serials are not refreshed by a limited full sync"
+        all[&serials[0]]["asset_tag"], "LIMITED-1",
+        "known serials are not refreshed by a limited full sync: {}",
+        all[&serials[0]]
     );
     // Eight days on, a full sync is a real one.
     s.advance(Duration::days(8));

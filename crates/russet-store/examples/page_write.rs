@@ -1,5 +1,7 @@
 //! How long committing one sync page of 1000 devices takes (SQLite, or PostgreSQL with
 //! RUSSET_TEST_POSTGRES_URL): `cargo run --release -p russet-store --example page_write`.
+//! `PAGES=n` pages (100), `BATCH=n` pages per transaction (1; the sync commits ten at once
+//! on SQLite), `PRAGMAS="PRAGMA …; …"` settings to try.
 
 use std::time::Instant;
 
@@ -59,6 +61,8 @@ async fn main() {
             .unwrap()
     );
     let pages: usize = std::env::var("PAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let batch: usize = std::env::var("BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let mut prepared = None;
     let started = Instant::now();
     for p in 0..pages {
         let devices: Vec<DeviceUpsert> = (0..1000)
@@ -83,24 +87,34 @@ async fn main() {
             })
             .collect();
         let t0 = Instant::now();
-        store
-            .sync_apply_page(&SyncPage {
-                token_id: t.id,
-                upserts: &devices,
-                removals: &[],
-                new_only: false,
-                default_profile_id: None,
-                cursor: "c",
-                phase: "fetch",
-                job_id: job.id,
-                progress: &progress,
-                seen_at: now,
-                now,
-                lease: ("bench", "me"),
-                lease_until: now + time::Duration::hours(1),
-            })
-            .await
-            .unwrap();
+        let page = SyncPage {
+            token_id: t.id,
+            upserts: &devices,
+            removals: &[],
+            new_only: false,
+            default_profile_id: None,
+            cursor: "c",
+            phase: "fetch",
+            job_id: job.id,
+            progress: &progress,
+            seen_at: now,
+            now,
+            lease: ("bench", "me"),
+            lease_until: now + time::Duration::hours(1),
+        };
+        // BATCH=n: n pages per transaction, as the sync writes them on SQLite.
+        match prepared.take() {
+            None => prepared = Some(store.sync_page_begin(&page).await.unwrap()),
+            Some(mut open) => {
+                open.add(&page).await.unwrap();
+                prepared = Some(open);
+            }
+        }
+        if (p + 1) % batch == 0 || p + 1 == pages {
+            if let Some(open) = prepared.take() {
+                open.commit(&progress).await.unwrap();
+            }
+        }
         if p % 50 == 0 {
             println!("page {p}: {:.1} ms", t0.elapsed().as_secs_f64() * 1000.0);
         }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use time::OffsetDateTime;
 
-use crate::devices::{IN_LIST, ROWS_PER_STATEMENT, bulk, placeholders};
+use crate::devices::{IN_LIST, ROWS_PER_STATEMENT, bulk_sql, placeholders};
 use crate::{Store, StoreError, to_millis};
 
 /// Which devices of a token an assignment covers.
@@ -44,14 +44,13 @@ impl Store {
     pub async fn assign_foreign_serials(&self, token_id: i64, serials: &[String]) -> Result<Vec<String>, StoreError> {
         let mut found = std::collections::HashSet::new();
         for chunk in serials.chunks(IN_LIST) {
-            let sql = bulk(
-                self.backend(),
+            let sql = bulk_sql(self.backend(), "assign_foreign", chunk.len(), || {
                 format!(
                     "SELECT serial_number FROM ade_devices WHERE +token_id = $1 AND removed_at IS NULL AND serial_number IN ({})",
                     placeholders(2, chunk.len())
-                ),
-            );
-            let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(token_id);
+                )
+            });
+            let mut q = sqlx::query_scalar::<_, String>(sql).bind(token_id);
             for s in chunk {
                 q = q.bind(s);
             }
@@ -80,11 +79,10 @@ impl Store {
         match selection {
             Selection::Serials(serials) => {
                 for chunk in serials.chunks(IN_LIST) {
-                    let sql = bulk(
-                        self.backend(),
-                        format!("{SET} AND serial_number IN ({})", placeholders(5, chunk.len())),
-                    );
-                    let mut q = base(sqlx::query(sqlx::AssertSqlSafe(sql)));
+                    let sql = bulk_sql(self.backend(), "assign_mark", chunk.len(), || {
+                        format!("{SET} AND serial_number IN ({})", placeholders(5, chunk.len()))
+                    });
+                    let mut q = base(sqlx::query(sql));
                     for s in chunk {
                         q = q.bind(s.clone());
                     }
@@ -186,8 +184,12 @@ impl Store {
                     ""
                 };
                 let first = if success { 6 } else { 4 };
-                let sql = bulk(
-                    self.backend(),
+                let name = if success {
+                    "assign_record_success"
+                } else {
+                    "assign_record"
+                };
+                let sql = bulk_sql(self.backend(), name, chunk.len(), || {
                     format!(
                         "UPDATE ade_devices SET assign_state = $1, assign_retry_at = $2, assign_updated_at = $3, \
                            assign_attempts = assign_attempts + 1{apple} \
@@ -195,12 +197,9 @@ impl Store {
                         first,
                         first + 1,
                         placeholders(first + 2, chunk.len())
-                    ),
-                );
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(*state)
-                    .bind(*retry)
-                    .bind(to_millis(now));
+                    )
+                });
+                let mut q = sqlx::query(sql).bind(*state).bind(*retry).bind(to_millis(now));
                 if success {
                     q = q.bind(profile.apple_uuid).bind(to_millis(now));
                 }
@@ -213,18 +212,17 @@ impl Store {
         }
         const COLS: usize = 9;
         for chunk in outcomes.chunks(ROWS_PER_STATEMENT) {
-            let rows: Vec<String> = (0..chunk.len())
-                .map(|i| format!("({})", placeholders(1 + i * COLS, COLS)))
-                .collect();
-            let sql = bulk(
-                self.backend(),
+            let sql = bulk_sql(self.backend(), "assign_events", chunk.len(), || {
+                let rows: Vec<String> = (0..chunk.len())
+                    .map(|i| format!("({})", placeholders(1 + i * COLS, COLS)))
+                    .collect();
                 format!(
                     "INSERT INTO ade_assignment_events (serial_number, token_id, profile_id, profile_name, profile_uuid, \
                        result, retry_at, job_id, at) VALUES {}",
                     rows.join(", ")
-                ),
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                )
+            });
+            let mut q = sqlx::query(sql);
             for o in chunk {
                 q = q
                     .bind(o.serial.clone())

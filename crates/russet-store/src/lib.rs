@@ -39,7 +39,7 @@ pub use error::StoreError;
 use crate::crypto::{MasterKey, MasterKeySource};
 
 /// The database behind a [`Store`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Backend {
     Sqlite,
     Postgres,

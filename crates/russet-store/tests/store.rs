@@ -419,3 +419,126 @@ async fn sqlite_and_postgres_schemas_match() {
     pg_cols.sort();
     assert_eq!(sqlite_cols, pg_cols);
 }
+
+/// One page of devices for [`sync_pages_count_and_mark_new_devices`].
+fn devices(serials: &[&str]) -> Vec<russet_store::devices::DeviceUpsert> {
+    serials
+        .iter()
+        .map(|s| russet_store::devices::DeviceUpsert {
+            serial_number: s.to_string(),
+            model: Some("iPad Air".into()),
+            op_type: "fetched".into(),
+            ..Default::default()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn sync_pages_count_and_mark_new_devices() {
+    use russet_store::sync::SyncPage;
+    let mut dbs = vec![TestDb::sqlite()];
+    dbs.extend(TestDb::postgres("store::sync_pages_count").await);
+    for db in dbs {
+        let store = open(&db, 1).await.unwrap();
+        let key = SecretString::from("k");
+        let a = store
+            .ade_token_create("A", &key, "ca", NOW, entry("ade_token.create", "a"))
+            .await
+            .unwrap();
+        let b = store
+            .ade_token_create("B", &key, "cb", NOW, entry("ade_token.create", "b"))
+            .await
+            .unwrap();
+        let settings = serde_json::json!({});
+        let profile = store
+            .profile_create(
+                b.id,
+                &russet_store::profiles::ProfileWrite {
+                    name: "Default",
+                    description: None,
+                    settings: &settings,
+                    apple_profile_uuid: "UUID-B",
+                },
+                "enroll-b",
+                NOW,
+                entry("profile.create", "p"),
+            )
+            .await
+            .unwrap();
+        let job = store
+            .job_create(
+                &russet_store::jobs::NewJob {
+                    kind: "sync",
+                    token_id: b.id,
+                    profile_id: None,
+                    origin: "test",
+                    mode: None,
+                    requested_by: "test",
+                    message: None,
+                },
+                NOW,
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(
+            store
+                .lease_acquire("sync", "me", NOW, time::Duration::hours(1))
+                .await
+                .unwrap()
+        );
+        let progress = serde_json::json!({});
+        let page = |token_id: i64, upserts, default_profile_id| SyncPage {
+            token_id,
+            upserts,
+            removals: &[],
+            new_only: false,
+            default_profile_id,
+            cursor: "c",
+            phase: "fetch",
+            job_id: job.id,
+            progress: &progress,
+            seen_at: NOW,
+            now: NOW,
+            lease: ("sync", "me"),
+            lease_until: NOW + time::Duration::hours(1),
+        };
+        let on_a = devices(&["S1", "S2", "S3", "S4", "S5"]);
+        let c = store.sync_apply_page(&page(a.id, &on_a, None)).await.unwrap();
+        assert_eq!((c.added, c.updated, c.moved_in), (5, 0, 0));
+
+        // Two pages in one transaction for B: devices moved from A and new ones.
+        let (p1, p2) = (devices(&["S1", "S2", "N1"]), devices(&["S3", "N2"]));
+        let mut batch = store.sync_page_begin(&page(b.id, &p1, Some(profile.id))).await.unwrap();
+        batch.add(&page(b.id, &p2, Some(profile.id))).await.unwrap();
+        let c = batch.commit(&progress).await.unwrap();
+        assert_eq!(
+            (c.added, c.updated, c.moved_in, c.default_marked),
+            (2, 0, 3, 5),
+            "{}",
+            db.url
+        );
+
+        // Seen again: updated, nothing new to mark.
+        let again = devices(&["S1", "N1", "N3"]);
+        let c = store
+            .sync_apply_page(&page(b.id, &again, Some(profile.id)))
+            .await
+            .unwrap();
+        assert_eq!((c.added, c.updated, c.moved_in, c.default_marked), (1, 2, 0, 1));
+        let s1 = store.device_get("S1").await.unwrap().unwrap();
+        assert_eq!((s1.token_id, s1.profile_id), (b.id, Some(profile.id)));
+        let s4 = store.device_get("S4").await.unwrap().unwrap();
+        assert_eq!((s4.token_id, s4.profile_id), (a.id, None));
+
+        // A move is counted once: the marker does not outlive the page that made it.
+        let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+        let marked: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ade_devices WHERE previous_token_id IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(marked, 0);
+        pool.close().await;
+        store.close().await;
+    }
+}

@@ -60,6 +60,8 @@ pub fn config_for(db: &TestDb, sim_url: &str, opts: Options) -> Config {
     c.apple.dep_url = sim_url.to_string();
     c.sync.enabled = opts.sync_enabled;
     c.sync.page_size = opts.page_size;
+    // Batches of two pages, so that tests cover pages committed together.
+    c.sync.batch_devices = 2 * opts.page_size;
     c
 }
 
