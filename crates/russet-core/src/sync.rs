@@ -683,18 +683,8 @@ impl Core {
             };
             if answer.is_err() {
                 // Settle the pages fetched so far before acting on Apple's refusal.
-                if !batch.is_empty() {
-                    self.write_batch(
-                        &writer,
-                        &writers,
-                        std::mem::take(&mut batch),
-                        new_only,
-                        &mut inflight,
-                        p,
-                    )
+                self.settle_writes(&writer, &writers, &mut batch, new_only, &mut inflight, p)
                     .await?;
-                }
-                drain(&mut inflight, p).await?;
             }
             let page = match answer {
                 Ok(page) => page,
@@ -775,18 +765,8 @@ impl Core {
                     .await?;
                 }
             } else {
-                if !batch.is_empty() {
-                    self.write_batch(
-                        &writer,
-                        &writers,
-                        std::mem::take(&mut batch),
-                        new_only,
-                        &mut inflight,
-                        p,
-                    )
+                self.settle_writes(&writer, &writers, &mut batch, new_only, &mut inflight, p)
                     .await?;
-                }
-                drain(&mut inflight, p).await?;
                 // Progress is committed with the page; the counts of this page are added after.
                 let progress_json = serde_json::to_value(&*p).unwrap_or_default();
                 let counts = self
@@ -814,18 +794,8 @@ impl Core {
             if page.more_to_follow && page.devices.is_empty() && cursor.as_deref() == Some(page.cursor.as_str()) {
                 stalled += 1;
                 if stalled >= MAX_STALLED_PAGES {
-                    if !batch.is_empty() {
-                        self.write_batch(
-                            &writer,
-                            &writers,
-                            std::mem::take(&mut batch),
-                            new_only,
-                            &mut inflight,
-                            p,
-                        )
+                    self.settle_writes(&writer, &writers, &mut batch, new_only, &mut inflight, p)
                         .await?;
-                    }
-                    drain(&mut inflight, p).await?;
                     return Err(CoreError::new(
                         ErrorKind::Upstream,
                         "abm_cursor_stalled",
@@ -882,6 +852,24 @@ impl Core {
             total
         }));
         Ok(())
+    }
+
+    /// Writes the pages still waiting in `batch`, then waits until every write is committed
+    /// and takes the run's counts.
+    async fn settle_writes(
+        &self,
+        w: &BatchWriter,
+        writers: &std::sync::Arc<tokio::sync::Semaphore>,
+        batch: &mut Vec<PendingPage>,
+        new_only: bool,
+        inflight: &mut Option<PageWrite>,
+        p: &mut Progress,
+    ) -> Result<(), CoreError> {
+        if !batch.is_empty() {
+            self.write_batch(w, writers, std::mem::take(batch), new_only, inflight, p)
+                .await?;
+        }
+        drain(inflight, p).await
     }
 
     /// Starts a full fetch: a fresh marker, later than every earlier fetch's.
