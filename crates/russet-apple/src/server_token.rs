@@ -33,7 +33,7 @@ pub use keypair::{TokenKeyPair, generate_key_pair, load_key_pair, load_private_k
 pub use message::ServerToken;
 
 use envelope::RecipientKey;
-use keypair::openssl_reasons;
+pub(crate) use keypair::openssl_reasons;
 
 /// The largest token file accepted. Real ones are about 1.5 KiB.
 pub const MAX_FILE_SIZE: usize = 1024 * 1024;
