@@ -243,16 +243,18 @@ fn valid_name(name: &str) -> Result<String, CoreError> {
 
 /// Checks the Apple ID given with an upload and returns it trimmed.
 fn valid_apple_id(apple_id: &str) -> Result<String, CoreError> {
+    check_apple_id(
+        apple_id,
+        "the Apple ID (Managed Apple Account, an email address) you signed in to Apple Business Manager with to \
+         download this server token; you will need it to renew the token next year",
+    )
+}
+
+/// Checks an Apple ID (an email address) and returns it trimmed; `what_to_give` completes
+/// the message "give …" of the error.
+pub(crate) fn check_apple_id(apple_id: &str, what_to_give: &str) -> Result<String, CoreError> {
     let id = apple_id.trim();
-    let explain = |what: &str| {
-        CoreError::invalid(
-            "invalid_apple_id",
-            format!(
-                "{what}: give the Apple ID (Managed Apple Account, an email address) you signed in to Apple Business \
-                 Manager with to download this server token; you will need it to renew the token next year"
-            ),
-        )
-    };
+    let explain = |what: &str| CoreError::invalid("invalid_apple_id", format!("{what}: give {what_to_give}"));
     if id.is_empty() {
         return Err(explain("the Apple ID is missing"));
     }

@@ -15,6 +15,7 @@ pub mod devices;
 pub mod error;
 pub mod jobs;
 pub mod profiles;
+pub mod push_cert;
 pub mod scheduler;
 pub mod sync;
 
@@ -52,6 +53,10 @@ pub struct Settings {
     pub assign_concurrency: usize,
     /// Sync a token right after its server token is uploaded or renewed.
     pub sync_on_upload: bool,
+    /// The organisation's name, shown in CSRs and enrollment profiles.
+    pub organization: String,
+    /// The MDM vendor identity that signs push certificate requests, when configured.
+    pub push_vendor: Option<push_cert::PushVendor>,
 }
 
 impl Default for Settings {
@@ -66,6 +71,8 @@ impl Default for Settings {
             sync_batch_devices: 10_000,
             assign_concurrency: 4,
             sync_on_upload: true,
+            organization: "Russet".into(),
+            push_vendor: None,
         }
     }
 }

@@ -90,6 +90,32 @@ pub const KEYS: &[KeySpec] = &[
         help: "Apple's device assignment (DEP) API; point it at applesim for tests and demos",
     },
     KeySpec {
+        path: "mdm.organization",
+        kind: ValueKind::Str,
+        default: "Russet",
+        help: "the organisation's name, shown in push certificate requests and enrollment profiles",
+    },
+    KeySpec {
+        path: "mdm.vendor_certificate_file",
+        kind: ValueKind::Str,
+        default: "",
+        help: "PEM MDM vendor signing certificate from Apple (may be followed by its chain); with \
+               mdm.vendor_key_file, Russet signs push certificate requests itself",
+    },
+    KeySpec {
+        path: "mdm.vendor_key_file",
+        kind: ValueKind::Str,
+        default: "",
+        help: "PEM private key of mdm.vendor_certificate_file",
+    },
+    KeySpec {
+        path: "mdm.vendor_chain_file",
+        kind: ValueKind::Str,
+        default: "",
+        help: "PEM chain of the vendor certificate up to Apple's root (WWDR intermediate, Apple Root CA), when \
+               not in mdm.vendor_certificate_file",
+    },
+    KeySpec {
         path: "sync.enabled",
         kind: ValueKind::Bool,
         default: "true",
@@ -150,6 +176,27 @@ impl Default for AppleConfig {
     }
 }
 
+/// The MDM side: the organisation's name and the MDM vendor signing identity.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MdmConfig {
+    pub organization: String,
+    pub vendor_certificate_file: Option<PathBuf>,
+    pub vendor_key_file: Option<PathBuf>,
+    pub vendor_chain_file: Option<PathBuf>,
+}
+
+impl Default for MdmConfig {
+    fn default() -> Self {
+        MdmConfig {
+            organization: "Russet".into(),
+            vendor_certificate_file: None,
+            vendor_key_file: None,
+            vendor_chain_file: None,
+        }
+    }
+}
+
 /// Device sync and background work.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -192,6 +239,8 @@ pub struct Config {
     pub apple: AppleConfig,
     #[serde(default)]
     pub sync: SyncConfig,
+    #[serde(default)]
+    pub mdm: MdmConfig,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -214,6 +263,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             apple: AppleConfig::default(),
             sync: SyncConfig::default(),
+            mdm: MdmConfig::default(),
         }
     }
 }
@@ -391,6 +441,21 @@ impl Config {
                 "apple.dep_url must be an http(s) URL (got {})",
                 self.apple.dep_url
             )));
+        }
+        let org = self.mdm.organization.trim();
+        if org.is_empty() || org.chars().count() > 64 || org.chars().any(char::is_control) {
+            return Err(ConfigError::Invalid(format!(
+                "mdm.organization must be 1 to 64 printable characters (got \"{}\")",
+                self.mdm.organization
+            )));
+        }
+        match (&self.mdm.vendor_certificate_file, &self.mdm.vendor_key_file) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "mdm.vendor_certificate_file and mdm.vendor_key_file must be given together".into(),
+                ));
+            }
+            _ => {}
         }
         let ranges = [
             ("sync.interval_hours", self.sync.interval_hours, 1, 168),

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use axum_server::Handle;
 use axum_server::tls_openssl::{OpenSSLAcceptor, OpenSSLConfig};
+use russet_apple::push_cert::VendorIdentity;
+use russet_core::push_cert::PushVendor;
 use russet_core::{Clock, Core, Settings};
 use russet_store::crypto::{MasterKey, MasterKeySource, write_private_file};
 use russet_store::{Store, StoreOptions};
@@ -47,6 +49,8 @@ pub enum StartError {
     AdminKeyFile { path: PathBuf, detail: String },
     #[error("{0}")]
     Core(#[from] russet_core::CoreError),
+    #[error("the MDM vendor signing identity (mdm.vendor_certificate_file, mdm.vendor_key_file) is unusable: {0}")]
+    Vendor(String),
     #[error("the server stopped with an error: {0}")]
     Serve(std::io::Error),
 }
@@ -91,19 +95,36 @@ pub async fn open(config: &Config, options: &StartOptions) -> Result<Opened, Sta
     let source = key.source().clone();
     let store = Store::open(&StoreOptions::new(config.effective_database_url()), key).await?;
     Ok(Opened {
-        core: Core::new(store, options.clock.clone(), settings(config)),
+        core: Core::new(store, options.clock.clone(), settings(config)?),
         master_key_source: source,
     })
 }
 
+/// Reads the MDM vendor signing identity named by the configuration, if any.
+fn push_vendor(config: &Config) -> Result<Option<PushVendor>, StartError> {
+    let (Some(cert), Some(key)) = (&config.mdm.vendor_certificate_file, &config.mdm.vendor_key_file) else {
+        return Ok(None);
+    };
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| StartError::Vendor(format!("cannot read {}: {e}", path.display())))
+    };
+    let chain = match &config.mdm.vendor_chain_file {
+        Some(p) => Some(read(p)?),
+        None => None,
+    };
+    let vendor = VendorIdentity::from_pem(&read(cert)?, &read(key)?, chain.as_deref())
+        .map_err(|e| StartError::Vendor(format!("{} and {}: {e}", cert.display(), key.display())))?;
+    Ok(Some(PushVendor(Arc::new(vendor))))
+}
+
 /// The domain's settings from the configuration.
-pub fn settings(config: &Config) -> Settings {
+pub fn settings(config: &Config) -> Result<Settings, StartError> {
     let dep = russet_apple::dep::DepConfig {
         base_url: config.apple.dep_url.clone(),
         user_agent: format!("russet/{}", env!("CARGO_PKG_VERSION")),
         ..russet_apple::dep::DepConfig::default()
     };
-    Settings {
+    Ok(Settings {
         expiry_warning: time::Duration::days(i64::from(config.expiry_warning_days)),
         public_url: config.effective_public_url(),
         dep,
@@ -113,7 +134,9 @@ pub fn settings(config: &Config) -> Settings {
         sync_batch_devices: config.sync.batch_devices,
         assign_concurrency: config.sync.assign_concurrency as usize,
         sync_on_upload: config.sync.enabled,
-    }
+        organization: config.mdm.organization.trim().to_string(),
+        push_vendor: push_vendor(config)?,
+    })
 }
 
 /// Writes an admin key to `<data-dir>/admin-api-key`, readable by its owner only.

@@ -22,6 +22,7 @@ mod error;
 pub mod jobs;
 pub mod leases;
 pub mod profiles;
+pub mod push_cert;
 pub mod sync;
 
 use std::str::FromStr;

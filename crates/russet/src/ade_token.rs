@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::cli::{AdeTokenCommand, ClientArgs};
 use crate::client::Client;
-use crate::output::{date, follow_job, key_value_table, new_table, print_json, text};
+use crate::output::{date, follow_job, key_value_table, new_table, print_json, text, write_new_file};
 
 pub async fn run(cmd: AdeTokenCommand) -> Result<()> {
     match cmd {
@@ -279,16 +279,6 @@ fn read_limited(path: &Path) -> Result<Vec<u8>> {
 
 /// Writes a file, refusing to overwrite an existing one (a public key file may already be
 /// uploaded somewhere).
-fn write_new_file(path: &Path, contents: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
-    f.write_all(contents)
-        .with_context(|| format!("cannot write {}", path.display()))
-}
 
 fn inspect(key: &Path, cert: Option<&Path>, file: &Path, show_secrets: bool, as_json: bool) -> Result<()> {
     let key_pem = std::fs::read_to_string(key).with_context(|| format!("cannot read the key {}", key.display()))?;

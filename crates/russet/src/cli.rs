@@ -35,6 +35,46 @@ pub enum Command {
     /// Devices ABM assigned to Russet's tokens.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// The MDM push certificate: make the CSR, upload Apple's certificate, renew it keeping its topic.
+    #[command(subcommand)]
+    PushCert(PushCertCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PushCertCommand {
+    /// Make a new key (kept in Russet) and CSR for the push certificate, or its renewal. With an
+    /// MDM vendor identity configured, also the signed request for Apple's portal.
+    Csr {
+        /// Save the CSR (PEM) to this file.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Save the signed request for Apple's push certificate portal to this file.
+        #[arg(long, value_name = "FILE")]
+        request_out: Option<PathBuf>,
+        /// Show the CSR already waiting for its certificate instead of making a new one.
+        #[arg(long)]
+        pending: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Upload the certificate Apple's push certificate portal issued (first one or renewal).
+    Upload {
+        #[arg(long, value_name = "FILE.pem")]
+        file: PathBuf,
+        /// The Apple ID you used in Apple's portal (required the first time; renew with the same one).
+        #[arg(long)]
+        apple_id: Option<String>,
+        /// Accept a certificate with a different topic: every enrolled device must then re-enroll.
+        #[arg(long)]
+        accept_topic_change: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show the push certificate: topic, expiry, Apple ID.
+    Show {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// Where the configuration and data live (shared by `serve` and local commands).

@@ -8,6 +8,7 @@ mod client;
 mod device;
 mod output;
 mod profile;
+mod push_cert;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -49,6 +50,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve_command(args).await,
         Command::AdminKey(AdminKeyCommand::Rotate { local, print }) => rotate(local, print).await,
         Command::AdeToken(cmd) => ade_token::run(cmd).await,
+        Command::PushCert(cmd) => push_cert::run(cmd).await,
         Command::Profile(cmd) => profile::run(cmd).await,
         Command::Device(cmd) => device::run(cmd).await,
     }

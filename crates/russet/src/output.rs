@@ -1,9 +1,10 @@
 //! Output for the terminal: tables, dates, JSON, and following a job's progress.
 
 use std::io::Write;
+use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use comfy_table::{Table, presets};
 use reqwest::Method;
 use serde_json::Value;
@@ -108,4 +109,15 @@ fn progress_line(job: &Value) -> String {
             )
         }
     }
+}
+
+/// Writes a new file; refuses to overwrite one that exists.
+pub fn write_new_file(path: &Path, contents: &[u8]) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
+    f.write_all(contents)
+        .with_context(|| format!("cannot write {}", path.display()))
 }

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod devices;
 pub mod jobs;
 pub mod profiles;
+pub mod push_cert;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post, put};
@@ -22,7 +23,7 @@ pub const JSON_BODY_LIMIT: usize = 64 * 1024;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Russet admin API", description = "Manage Russet: enrollment program tokens and their device sync, ADE enrollment profiles and assignment, devices, jobs, the audit log. \
+    info(title = "Russet admin API", description = "Manage Russet: enrollment program tokens and their device sync, ADE enrollment profiles and assignment, devices, jobs, the audit log, the MDM push certificate. \
         Every endpoint except the OpenAPI document needs `Authorization: Bearer <admin key>`."),
     paths(
         info,
@@ -32,6 +33,7 @@ pub const JSON_BODY_LIMIT: usize = 64 * 1024;
         devices::list, devices::show, devices::delete,
         jobs::list, jobs::show,
         audit::list,
+        push_cert::show, push_cert::new_csr, push_cert::pending_csr, push_cert::upload,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&AdminKeyScheme),
@@ -42,6 +44,7 @@ pub const JSON_BODY_LIMIT: usize = 64 * 1024;
         (name = "devices", description = "Devices ABM assigned to Russet's tokens"),
         (name = "jobs", description = "Syncs and assignments with their progress"),
         (name = "audit", description = "Who changed what, and when"),
+        (name = "push-cert", description = "The MDM push certificate: CSR, upload, renewal keeping the topic"),
     )
 )]
 pub struct ApiDoc;
@@ -123,6 +126,13 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/jobs", get(jobs::list))
         .route("/jobs/{id}", get(jobs::show))
         .route("/audit", get(audit::list))
+        .route(
+            "/push-cert",
+            get(push_cert::show)
+                .put(push_cert::upload)
+                .layer(DefaultBodyLimit::max(push_cert::UPLOAD_BODY_LIMIT)),
+        )
+        .route("/push-cert/csr", get(push_cert::pending_csr).post(push_cert::new_csr))
         .route_layer(middleware::from_fn_with_state(state, auth::require_admin));
     Router::new()
         .route("/openapi.json", get(openapi_json))
