@@ -147,27 +147,39 @@ impl VendorIdentity {
     /// as the chain), its private key (PEM, PKCS#8 or PKCS#1) and an optional separate chain
     /// (PEM). Checks that the key belongs to the certificate.
     pub fn from_pem(certificate_pem: &[u8], key_pem: &[u8], chain_pem: Option<&[u8]>) -> Result<Self, PushCertError> {
-        let mut certs = X509::stack_from_pem(certificate_pem)
-            .map_err(|e| PushCertError::Vendor(format!("the vendor certificate is not PEM: {}", openssl_reasons(&e))))?;
+        let mut certs = X509::stack_from_pem(certificate_pem).map_err(|e| {
+            PushCertError::Vendor(format!("the vendor certificate is not PEM: {}", openssl_reasons(&e)))
+        })?;
         if certs.is_empty() {
-            return Err(PushCertError::Vendor("the vendor certificate file holds no certificate".into()));
+            return Err(PushCertError::Vendor(
+                "the vendor certificate file holds no certificate".into(),
+            ));
         }
         let certificate = certs.remove(0);
         let mut chain = certs;
         if let Some(c) = chain_pem {
             chain.extend(
-                X509::stack_from_pem(c)
-                    .map_err(|e| PushCertError::Vendor(format!("the vendor chain is not PEM: {}", openssl_reasons(&e))))?,
+                X509::stack_from_pem(c).map_err(|e| {
+                    PushCertError::Vendor(format!("the vendor chain is not PEM: {}", openssl_reasons(&e)))
+                })?,
             );
         }
-        let key = PKey::private_key_from_pem(key_pem)
-            .map_err(|e| PushCertError::Vendor(format!("the vendor key is not a PEM private key: {}", openssl_reasons(&e))))?;
+        let key = PKey::private_key_from_pem(key_pem).map_err(|e| {
+            PushCertError::Vendor(format!(
+                "the vendor key is not a PEM private key: {}",
+                openssl_reasons(&e)
+            ))
+        })?;
         if !cert_matches_key(&certificate, &key) {
             return Err(PushCertError::Vendor(
                 "the vendor private key does not belong to the vendor certificate".into(),
             ));
         }
-        Ok(VendorIdentity { certificate, key, chain })
+        Ok(VendorIdentity {
+            certificate,
+            key,
+            chain,
+        })
     }
 }
 
@@ -182,14 +194,25 @@ pub fn signed_push_request(csr_pem: &str, vendor: &VendorIdentity) -> Result<Str
         Signer::new(MessageDigest::sha256(), &vendor.key).map_err(key_err("preparing the vendor signature"))?;
     signer.update(&csr_der).map_err(key_err("signing the push CSR"))?;
     let signature = signer.sign_to_vec().map_err(key_err("signing the push CSR"))?;
-    let mut chain = pem_64(&vendor.certificate.to_der().map_err(key_err("encoding the vendor certificate"))?);
+    let mut chain = pem_64(
+        &vendor
+            .certificate
+            .to_der()
+            .map_err(key_err("encoding the vendor certificate"))?,
+    );
     for c in &vendor.chain {
         chain.push_str(&pem_64(&c.to_der().map_err(key_err("encoding the vendor chain"))?));
     }
     let mut dict = plist::Dictionary::new();
-    dict.insert("PushCertRequestCSR".into(), plist::Value::String(STANDARD.encode(&csr_der)));
+    dict.insert(
+        "PushCertRequestCSR".into(),
+        plist::Value::String(STANDARD.encode(&csr_der)),
+    );
     dict.insert("PushCertCertificateChain".into(), plist::Value::String(chain));
-    dict.insert("PushCertSignature".into(), plist::Value::String(STANDARD.encode(&signature)));
+    dict.insert(
+        "PushCertSignature".into(),
+        plist::Value::String(STANDARD.encode(&signature)),
+    );
     let mut xml = Vec::new();
     plist::Value::Dictionary(dict)
         .to_writer_xml(&mut xml)
@@ -232,10 +255,14 @@ impl PushCertificate {
     pub fn parse(bytes: &[u8]) -> Result<(PushCertificate, X509), PushCertError> {
         let trimmed = trim_ascii(bytes);
         let cert = if trimmed.starts_with(b"-----") {
-            let mut certs = X509::stack_from_pem(trimmed)
-                .map_err(|e| PushCertError::NotACertificate(openssl_reasons(&e)))?;
+            let mut certs =
+                X509::stack_from_pem(trimmed).map_err(|e| PushCertError::NotACertificate(openssl_reasons(&e)))?;
             match certs.len() {
-                0 => return Err(PushCertError::NotACertificate("no CERTIFICATE block in the PEM file".into())),
+                0 => {
+                    return Err(PushCertError::NotACertificate(
+                        "no CERTIFICATE block in the PEM file".into(),
+                    ));
+                }
                 1 => certs.remove(0),
                 n => return Err(PushCertError::SeveralCertificates(n)),
             }
@@ -251,8 +278,11 @@ impl PushCertificate {
         if !topic.starts_with(TOPIC_PREFIX) {
             return Err(PushCertError::NotMdmTopic(topic));
         }
-        let pem = String::from_utf8(cert.to_pem().map_err(|e| PushCertError::NotACertificate(openssl_reasons(&e)))?)
-            .map_err(|e| PushCertError::NotACertificate(e.to_string()))?;
+        let pem = String::from_utf8(
+            cert.to_pem()
+                .map_err(|e| PushCertError::NotACertificate(openssl_reasons(&e)))?,
+        )
+        .map_err(|e| PushCertError::NotACertificate(e.to_string()))?;
         let info = PushCertificate {
             topic,
             not_before: asn1_to_time(cert.not_before())?,
@@ -272,7 +302,10 @@ impl PushCertificate {
 
 fn trim_ascii(b: &[u8]) -> &[u8] {
     let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &b[start..end]
 }
 
@@ -288,7 +321,8 @@ fn name_line(name: &openssl::x509::X509NameRef) -> String {
 }
 
 fn asn1_to_time(t: &openssl::asn1::Asn1TimeRef) -> Result<OffsetDateTime, PushCertError> {
-    let epoch = openssl::asn1::Asn1Time::from_unix(0).map_err(|e| PushCertError::NotACertificate(openssl_reasons(&e)))?;
+    let epoch =
+        openssl::asn1::Asn1Time::from_unix(0).map_err(|e| PushCertError::NotACertificate(openssl_reasons(&e)))?;
     let diff = epoch
         .diff(t)
         .map_err(|e| PushCertError::NotACertificate(openssl_reasons(&e)))?;
@@ -348,9 +382,15 @@ mod tests {
     fn parses_topic_dates_and_serial_and_matches_the_key() {
         let p = generate_key_and_csr("x", "y").unwrap();
         let key = key_of(&p);
-        let cert = cert_with_uid(&key, Some("com.apple.mgmt.External.5e1f3c2a-0000-4000-8000-000000000001"));
+        let cert = cert_with_uid(
+            &key,
+            Some("com.apple.mgmt.External.5e1f3c2a-0000-4000-8000-000000000001"),
+        );
         let (info, parsed) = PushCertificate::parse(&cert.to_pem().unwrap()).unwrap();
-        assert_eq!(info.topic, "com.apple.mgmt.External.5e1f3c2a-0000-4000-8000-000000000001");
+        assert_eq!(
+            info.topic,
+            "com.apple.mgmt.External.5e1f3c2a-0000-4000-8000-000000000001"
+        );
         assert_eq!(info.serial, "1234ABCD");
         assert_eq!(info.not_before.unix_timestamp(), 1_700_000_000);
         assert_eq!(info.not_after.unix_timestamp(), 1_731_536_000);
@@ -402,7 +442,10 @@ mod tests {
         let push = generate_key_and_csr("push", "org").unwrap();
         let b64 = signed_push_request(&push.csr_pem, &vendor).unwrap();
         let xml = STANDARD.decode(b64).unwrap();
-        let dict = plist::Value::from_reader_xml(&xml[..]).unwrap().into_dictionary().unwrap();
+        let dict = plist::Value::from_reader_xml(&xml[..])
+            .unwrap()
+            .into_dictionary()
+            .unwrap();
         let csr_der = STANDARD
             .decode(dict["PushCertRequestCSR"].as_string().unwrap())
             .unwrap();
