@@ -11,11 +11,14 @@
 //!   client, it is the exception to "no clock": it reads the system clock for OAuth timestamps
 //!   and `Retry-After` dates and sleeps between retries.
 //!
+//! * [`apns`]: the APNs client for MDM pushes (HTTP/2, the push certificate as TLS client
+//!   certificate), with Apple's answers sorted by what to do.
 //! * [`push_cert`]: the MDM push certificate: key and CSR, the vendor-signed request for
 //!   Apple's portal, and reading the issued certificate's topic.
 //!
 //! Later additions: MDM command and check-in plist types, SCEP, APNs, and Apps and Books.
 
+pub mod apns;
 pub mod dep;
 pub mod push_cert;
 pub mod server_token;

@@ -15,6 +15,7 @@ pub mod devices;
 pub mod error;
 pub mod jobs;
 pub mod profiles;
+pub mod push;
 pub mod push_cert;
 pub mod scheduler;
 pub mod sync;
@@ -57,6 +58,12 @@ pub struct Settings {
     pub organization: String,
     /// The MDM vendor identity that signs push certificate requests, when configured.
     pub push_vendor: Option<push_cert::PushVendor>,
+    /// How to reach APNs.
+    pub apns: russet_apple::apns::ApnsConfig,
+    /// Pushes in flight at once.
+    pub push_concurrency: usize,
+    /// Enrollments with queued commands are pushed again after this long without an answer.
+    pub repush_interval: Duration,
 }
 
 impl Default for Settings {
@@ -73,6 +80,9 @@ impl Default for Settings {
             sync_on_upload: true,
             organization: "Russet".into(),
             push_vendor: None,
+            apns: russet_apple::apns::ApnsConfig::default(),
+            push_concurrency: 256,
+            repush_interval: Duration::hours(4),
         }
     }
 }
@@ -90,6 +100,8 @@ pub struct Core {
     /// Live counts of running assignment jobs, computed at most once a second per job
     /// (counting 100,000 devices takes tens of milliseconds, and clients poll).
     job_counts: Arc<std::sync::Mutex<HashMap<i64, (std::time::Instant, serde_json::Value)>>>,
+    /// The APNs client, reloaded when the push certificate changes.
+    push_state: push::SharedPushState,
 }
 
 impl Core {
@@ -105,6 +117,7 @@ impl Core {
             instance: instance.into(),
             dep_clients: Arc::default(),
             job_counts: Arc::default(),
+            push_state: Arc::default(),
         }
     }
 }

@@ -11,6 +11,9 @@ use crate::sync::{SYNC_LEASE, SyncOrigin};
 
 /// How often the scheduler looks for work.
 pub const TICK: StdDuration = StdDuration::from_secs(30);
+/// Enrollments re-pushed per tick at most.
+pub const REPUSH_BATCH: i64 = 5_000;
+const REPUSH_LEASE: &str = "mdm:repush";
 
 impl Core {
     /// One round of background work; returns when the work it started has finished.
@@ -56,6 +59,7 @@ impl Core {
                 self.run_assigner(id).await;
             }
         }
+        self.repush_round(now).await;
         let before = now - Duration::days(i64::from(self.settings.device_retention_days));
         match self.store.device_purge_removed(before).await {
             Ok(0) => {}
@@ -65,6 +69,42 @@ impl Core {
             ),
             Err(e) => tracing::warn!(error = %e, "cannot purge removed devices"),
         }
+    }
+
+    /// Pushes again, in one process at a time, the enrollments whose queued commands have
+    /// waited longest since their last push (at most [`REPUSH_BATCH`] per tick, so a large
+    /// backlog is worked through fairly, oldest first, without flooding APNs).
+    async fn repush_round(&self, now: time::OffsetDateTime) {
+        match self.store.push_cert_version().await {
+            Ok(Some(_)) => {}
+            _ => return,
+        }
+        let owner = self.instance.to_string();
+        match self
+            .store
+            .lease_acquire(REPUSH_LEASE, &owner, now, Duration::minutes(5))
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot take the re-push lease");
+                return;
+            }
+        }
+        match self.repush_pending(REPUSH_BATCH).await {
+            Ok(r) if r.sent + r.bad_token + r.failed_transient > 0 => {
+                tracing::info!(
+                    sent = r.sent,
+                    bad_token = r.bad_token,
+                    failed = r.failed_transient,
+                    "re-pushed devices with queued commands"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "re-push round failed"),
+        }
+        let _ = self.store.lease_release(REPUSH_LEASE, &owner).await;
     }
 
     /// Runs [`scheduler_tick`](Self::scheduler_tick) every [`TICK`] until `stop` resolves.

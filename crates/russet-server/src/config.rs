@@ -90,6 +90,18 @@ pub const KEYS: &[KeySpec] = &[
         help: "Apple's device assignment (DEP) API; point it at applesim for tests and demos",
     },
     KeySpec {
+        path: "apple.apns_url",
+        kind: ValueKind::Str,
+        default: "https://api.push.apple.com",
+        help: "Apple's push notification service (APNs); point it at applesim for tests and demos",
+    },
+    KeySpec {
+        path: "apple.apns_ca_file",
+        kind: ValueKind::Str,
+        default: "",
+        help: "extra PEM root certificates to trust for apple.apns_url (applesim's APNs CA); Apple's needs none",
+    },
+    KeySpec {
         path: "mdm.organization",
         kind: ValueKind::Str,
         default: "Russet",
@@ -166,12 +178,16 @@ pub struct TlsConfig {
 #[serde(deny_unknown_fields)]
 pub struct AppleConfig {
     pub dep_url: String,
+    pub apns_url: String,
+    pub apns_ca_file: Option<PathBuf>,
 }
 
 impl Default for AppleConfig {
     fn default() -> Self {
         AppleConfig {
             dep_url: russet_apple::dep::APPLE_DEP_URL.to_string(),
+            apns_url: russet_apple::apns::APNS_URL.to_string(),
+            apns_ca_file: None,
         }
     }
 }
@@ -442,6 +458,12 @@ impl Config {
                 self.apple.dep_url
             )));
         }
+        if !self.apple.apns_url.starts_with("https://") {
+            return Err(ConfigError::Invalid(format!(
+                "apple.apns_url must be an https URL: the push certificate is a TLS client certificate (got {})",
+                self.apple.apns_url
+            )));
+        }
         let org = self.mdm.organization.trim();
         if org.is_empty() || org.chars().count() > 64 || org.chars().any(char::is_control) {
             return Err(ConfigError::Invalid(format!(
@@ -687,6 +709,16 @@ mod tests {
             tls: TlsConfig {
                 cert: Some("c".into()),
                 key: Some("k".into()),
+            },
+            apple: AppleConfig {
+                apns_ca_file: Some("ca".into()),
+                ..AppleConfig::default()
+            },
+            mdm: MdmConfig {
+                vendor_certificate_file: Some("v".into()),
+                vendor_key_file: Some("vk".into()),
+                vendor_chain_file: Some("vc".into()),
+                ..MdmConfig::default()
             },
             ..Config::default()
         };

@@ -135,7 +135,21 @@ pub fn settings(config: &Config) -> Result<Settings, StartError> {
         assign_concurrency: config.sync.assign_concurrency as usize,
         sync_on_upload: config.sync.enabled,
         organization: config.mdm.organization.trim().to_string(),
+        apns: russet_apple::apns::ApnsConfig {
+            base_url: config.apple.apns_url.trim_end_matches('/').to_string(),
+            extra_roots_pem: match &config.apple.apns_ca_file {
+                Some(p) => Some(std::fs::read(p).map_err(|e| {
+                    StartError::Config(crate::config::ConfigError::Invalid(format!(
+                        "cannot read apple.apns_ca_file {}: {e}",
+                        p.display()
+                    )))
+                })?),
+                None => None,
+            },
+            ..russet_apple::apns::ApnsConfig::default()
+        },
         push_vendor: push_vendor(config)?,
+        ..Settings::default()
     })
 }
 

@@ -21,6 +21,7 @@ pub mod devices;
 mod error;
 pub mod jobs;
 pub mod leases;
+pub mod mdm;
 pub mod profiles;
 pub mod push_cert;
 pub mod sync;
