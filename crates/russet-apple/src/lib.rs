@@ -11,7 +11,11 @@
 //!   client, it is the exception to "no clock": it reads the system clock for OAuth timestamps
 //!   and `Retry-After` dates and sleeps between retries.
 //!
-//! Later additions: MDM command and check-in plist types, SCEP, APNs, and Apps and Books.
+//! * [`mdm`]: the MDM protocol as the server sees it: checking the identity behind a device's
+//!   request, and building and signing the enrollment profile (`.mobileconfig`).
+//!
+//! Later additions: SCEP, APNs, and Apps and Books.
 
 pub mod dep;
+pub mod mdm;
 pub mod server_token;
