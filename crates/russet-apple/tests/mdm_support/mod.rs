@@ -3,9 +3,11 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
 
 use openssl::asn1::{Asn1Integer, Asn1Time};
 use openssl::bn::BigNum;
@@ -132,13 +134,26 @@ pub fn device_spec(cn: &str) -> CertSpec<'_> {
     }
 }
 
-fn rsa_key() -> PKey<Private> {
-    PKey::from_rsa(Rsa::generate(2048).expect("RSA key")).expect("PKey")
+/// The RSA-2048 key for a common name. RSA key generation is slow on a small machine, so keys
+/// are made once per common name and test binary: certificates that must have different keys
+/// need different common names.
+fn rsa_key(cn: &str) -> PKey<Private> {
+    static KEYS: OnceLock<Mutex<HashMap<String, PKey<Private>>>> = OnceLock::new();
+    let keys = KEYS.get_or_init(Default::default);
+    if let Some(key) = keys.lock().expect("key cache").get(cn) {
+        return key.clone();
+    }
+    let key = PKey::from_rsa(Rsa::generate(2048).expect("RSA key")).expect("PKey");
+    keys.lock()
+        .expect("key cache")
+        .entry(cn.to_owned())
+        .or_insert(key)
+        .clone()
 }
 
-/// Makes a certificate, self-signed when `issuer` is `None`.
+/// Makes a certificate, self-signed when `issuer` is `None`, with a fresh random serial number.
 pub fn issue(spec: &CertSpec<'_>, issuer: Option<&Issued>) -> Issued {
-    let key = rsa_key();
+    let key = rsa_key(spec.cn);
     let mut name = X509NameBuilder::new().expect("name");
     name.append_entry_by_text("O", "Russet Test").expect("O");
     name.append_entry_by_text("CN", spec.cn).expect("CN");
