@@ -328,6 +328,7 @@ fn assert_consistent(profile: &[u8]) {
 #[test]
 fn full_profile_has_everything_and_follows_apples_schemas() {
     let (spec, root, server) = full_spec();
+    spec.validate().expect("a valid spec");
     let profile = build_enrollment_profile(&spec).expect("a valid spec");
     assert!(profile.starts_with(b"<?xml"));
     assert_schema_valid("full_profile_has_everything_and_follows_apples_schemas", &profile);
@@ -656,6 +657,8 @@ fn signing_refuses_a_foreign_key_and_unsign_refuses_damage() {
 // Bad specs
 
 fn problems(spec: &EnrollmentProfileSpec) -> Vec<(String, String)> {
+    let validated = spec.validate();
+    assert!(validated.is_err(), "validate() accepts what the builder refuses");
     match build_enrollment_profile(spec) {
         Err(ProfileError::Invalid { problems }) => {
             problems.into_iter().map(|p| (p.field.to_owned(), p.message)).collect()

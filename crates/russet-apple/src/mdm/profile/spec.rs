@@ -153,6 +153,13 @@ impl EnrollmentProfileSpec {
         }
     }
 
+    /// Checks every rule [`build_enrollment_profile`](super::build_enrollment_profile) checks,
+    /// without building anything: for refusing bad settings when they are saved rather than
+    /// when a device asks for its profile.
+    pub fn validate(&self) -> Result<(), ProfileError> {
+        self.check().map(|_| ())
+    }
+
     /// Checks every rule and reads the anchor certificates.
     pub(super) fn check(&self) -> Result<Checked, ProfileError> {
         let mut c = Checker::default();
