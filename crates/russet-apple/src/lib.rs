@@ -15,10 +15,13 @@
 //!   certificate), with Apple's answers sorted by what to do.
 //! * [`push_cert`]: the MDM push certificate: key and CSR, the vendor-signed request for
 //!   Apple's portal, and reading the issued certificate's topic.
+//! * [`mdm`]: the MDM protocol as the server sees it: checking the identity behind a device's
+//!   request, and building and signing the enrollment profile (`.mobileconfig`).
 //!
-//! Later additions: MDM command and check-in plist types, SCEP, APNs, and Apps and Books.
+//! Later additions: SCEP, and Apps and Books.
 
 pub mod apns;
 pub mod dep;
+pub mod mdm;
 pub mod push_cert;
 pub mod server_token;

@@ -14,7 +14,7 @@
 //! The unencrypted CMS fields are read with a small bounded BER reader (`ber`); decryption is
 //! done by OpenSSL's CMS implementation.
 
-mod ber;
+pub(crate) mod ber;
 mod envelope;
 mod error;
 mod file;
@@ -33,6 +33,7 @@ pub use keypair::{TokenKeyPair, generate_key_pair, load_key_pair, load_private_k
 pub use message::ServerToken;
 
 use envelope::RecipientKey;
+pub(crate) use envelope::display_name;
 pub(crate) use keypair::openssl_reasons;
 
 /// The largest token file accepted. Real ones are about 1.5 KiB.
