@@ -207,7 +207,13 @@ async fn an_interrupted_sync_resumes_and_ends_equal_to_abm() {
             core.ade_sync_now(id, russet_core::sync::SyncOrigin::Scheduled, false)
                 .await
         });
-        tokio::time::sleep(StdDuration::from_millis(700)).await;
+        // Abort as soon as the first pages are stored (a fixed sleep was flaky on a loaded machine).
+        for _ in 0..400 {
+            if !s.devices(id, false).await.is_empty() {
+                break;
+            }
+            tokio::time::sleep(StdDuration::from_millis(50)).await;
+        }
         task.abort();
         let _ = task.await;
         let partial = s.devices(id, false).await.len();
