@@ -13,5 +13,7 @@
 //!
 //! Later additions: MDM command and check-in plist types, SCEP, APNs, and Apps and Books.
 
+mod ber;
 pub mod dep;
+mod dn;
 pub mod server_token;
