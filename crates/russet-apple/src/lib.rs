@@ -11,9 +11,14 @@
 //!   client, it is the exception to "no clock": it reads the system clock for OAuth timestamps
 //!   and `Retry-After` dates and sleeps between retries.
 //!
-//! Later additions: MDM command and check-in plist types, SCEP, APNs, and Apps and Books.
+//! * [`scep`]: the SCEP certificate authority that issues each device its MDM identity:
+//!   making the CA, answering GetCACaps and GetCACert, verifying and decrypting PKIOperation
+//!   requests, issuing certificates and building the CertRep answers.
+//!
+//! Later additions: MDM command and check-in plist types, APNs, and Apps and Books.
 
 mod ber;
 pub mod dep;
 mod dn;
+pub mod scep;
 pub mod server_token;
