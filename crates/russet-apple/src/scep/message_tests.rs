@@ -74,14 +74,19 @@ fn ber_with_indefinite_lengths_decodes() {
     let key = device_key();
     let signer = self_signed(key, "SCEP SIGNER");
     let csr = CsrSpec::new(key).challenge(CHALLENGE).der();
-    let der = RequestSpec::new(csr, &signer, key).der();
-    let ber = to_ber(&der, &[signer.to_der().unwrap()]);
-    assert_ne!(ber, der);
-    assert_eq!(&ber[..2], &[0x30, 0x80]);
-    let req = decode(&ber).unwrap();
-    assert_eq!(req.sender_nonce, (1..=16).collect::<Vec<u8>>());
-    assert_eq!(req.transaction_id, "7A3B9C0D1E2F");
-    assert_eq!(req.challenge.as_deref(), Some(CHALLENGE));
+    let mut spec = RequestSpec::new(csr, &signer, key);
+    for ber_envelope in [false, true] {
+        spec.ber_envelope = ber_envelope;
+        let der = spec.der();
+        let ber = to_ber(&der, &[signer.to_der().unwrap()]);
+        assert_ne!(ber, der);
+        assert_eq!(&ber[..2], &[0x30, 0x80]);
+        let req = decode(&ber).unwrap();
+        assert_eq!(req.sender_nonce, (1..=16).collect::<Vec<u8>>());
+        assert_eq!(req.transaction_id, "7A3B9C0D1E2F");
+        assert_eq!(req.challenge.as_deref(), Some(CHALLENGE));
+        assert_eq!(req.content_cipher, ContentCipher::Aes128Cbc);
+    }
 }
 
 #[test]

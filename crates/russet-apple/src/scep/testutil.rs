@@ -190,6 +190,8 @@ pub(crate) struct RequestSpec<'a> {
     pub sender_nonce: Vec<u8>,
     pub cipher: Cipher,
     pub digest: DigestAlgorithm,
+    /// Encode the envelope as BER with indefinite lengths and strings in pieces.
+    pub ber_envelope: bool,
 }
 
 impl<'a> RequestSpec<'a> {
@@ -204,6 +206,7 @@ impl<'a> RequestSpec<'a> {
             sender_nonce: (1..=16).collect(),
             cipher: Cipher::aes_128_cbc(),
             digest: DigestAlgorithm::Sha256,
+            ber_envelope: false,
         }
     }
 
@@ -214,6 +217,11 @@ impl<'a> RequestSpec<'a> {
             .unwrap()
             .to_der()
             .unwrap();
+        let envelope = if self.ber_envelope {
+            to_ber(&envelope, &[])
+        } else {
+            envelope
+        };
         let attrs = vec![
             der::attribute(oid::SCEP_MESSAGE_TYPE, der::printable(self.message_type)),
             der::attribute(oid::SCEP_TRANSACTION_ID, der::printable(self.transaction_id)),
