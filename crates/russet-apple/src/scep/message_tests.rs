@@ -410,11 +410,15 @@ fn a_success_answer_delivers_the_certificate() {
     assert_ne!(sender_nonce, req.sender_nonce);
     assert_eq!(digest, oid::SHA256);
 
-    // The answer carries the CA certificate (so clients can check the signature) and its
-    // signer is named by the CA's issuer and serial number.
+    // The answer carries the issued certificate first, then the CA certificate (so clients
+    // can check the signature); its signer is named by the CA's issuer and serial number.
     let message = super::signed::parse(&answer).unwrap();
-    assert_eq!(message.certificates.len(), 1);
-    assert!(message.signer_certificate().is_some());
+    let carried: Vec<Vec<u8>> = message.certificates.iter().map(|c| c.to_der().unwrap()).collect();
+    assert_eq!(carried, vec![issued.to_der().unwrap(), ca.to_der().unwrap()]);
+    assert_eq!(
+        message.signer_certificate().unwrap().to_der().unwrap(),
+        ca.to_der().unwrap()
+    );
 
     // Another certificate than the one for this request's key is refused.
     let other_csr = CsrSpec::new(&rsa_key(2048)).build();
@@ -477,6 +481,11 @@ fn a_failure_answer_carries_the_reason() {
     // No content, and the signature checks out over the empty content.
     let message = super::signed::parse(&answer).unwrap();
     assert!(!message.has_content);
+    assert_eq!(message.certificates.len(), 1);
+    assert_eq!(
+        message.signer_certificate().unwrap().to_der().unwrap(),
+        ca.to_der().unwrap()
+    );
     let mut cms = CmsContentInfo::from_der(&answer).unwrap();
     let mut certs = Stack::new().unwrap();
     certs.push(ca.clone()).unwrap();

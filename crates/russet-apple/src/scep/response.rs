@@ -5,6 +5,7 @@
 //! pkiStatus (and failInfo). A `SUCCESS` signs an EnvelopedData, encrypted to the request's
 //! signer certificate with the request's content cipher, around a certificates-only
 //! SignedData holding the issued certificate. A `FAILURE` signs no content (RFC 8894 §3.3.2).
+//! Both carry the CA certificate, with which clients check the signature.
 
 use openssl::cms::{CMSOptions, CmsContentInfo};
 use openssl::pkey::{PKey, Private};
@@ -57,10 +58,14 @@ pub fn cert_rep_success(
     .and_then(|cms| cms.to_der())
     .map_err(crypto("encrypting the certificate to the device"))?;
     let to = req.reply_to();
+    // The issued certificate also goes first among the answer's own certificates, where
+    // some clients look for it (micromdm's server does the same, and Apple devices are
+    // used to it); the CA certificate follows, for checking the signature.
     signed::sign(
         Some(&envelope),
         attributes(&to, STATUS_SUCCESS, None)?,
         to.digest,
+        &[issued],
         ca_cert,
         ca_key,
     )
@@ -82,6 +87,7 @@ pub fn cert_rep_failure(
         None,
         attributes(&to, STATUS_FAILURE, Some(fail_info))?,
         to.digest,
+        &[],
         ca_cert,
         ca_key,
     )

@@ -371,12 +371,13 @@ fn content_info_signed(signed_data: &[u8]) -> Vec<u8> {
 
 /// A SignedData over `content` (id-data; absent when `None`, as in `FAILURE` answers), signed
 /// by the CA with `digest` and RSA PKCS#1 v1.5. The signed attributes are contentType,
-/// messageDigest and `attributes` (encoded Attribute SEQUENCEs). The CA certificate is
-/// included so that clients can check the signature.
+/// messageDigest and `attributes` (encoded Attribute SEQUENCEs). The certificates are
+/// `leading_certs` then the CA's, which clients need to check the signature.
 pub(crate) fn sign(
     content: Option<&[u8]>,
     attributes: Vec<Vec<u8>>,
     digest: DigestAlgorithm,
+    leading_certs: &[&X509Ref],
     ca_cert: &X509Ref,
     ca_key: &PKeyRef<Private>,
 ) -> Result<Vec<u8>, ScepError> {
@@ -414,12 +415,15 @@ pub(crate) fn sign(
         Some(content) => der::sequence(&[&der::oid(oid::DATA), &der::context(0, &der::octet_string(content))]),
         None => der::sequence(&[&der::oid(oid::DATA)]),
     };
-    let ca_der = ca_cert.to_der().map_err(crypto("encoding the CA certificate"))?;
+    let mut certs = Vec::new();
+    for cert in leading_certs.iter().chain(std::iter::once(&ca_cert)) {
+        certs.extend_from_slice(&cert.to_der().map_err(crypto("encoding a certificate"))?);
+    }
     let signed_data = der::sequence(&[
         &der::unsigned_integer(1),
         &der::set_of(vec![der::sequence(&[&der::oid(digest.oid())])]),
         &encap,
-        &der::context(0, &ca_der),
+        &der::context(0, &certs),
         &der::set_of(vec![signer_info]),
     ]);
     Ok(content_info_signed(&signed_data))

@@ -227,7 +227,15 @@ impl<'a> RequestSpec<'a> {
             der::attribute(oid::SCEP_TRANSACTION_ID, der::printable(self.transaction_id)),
             der::attribute(oid::SCEP_SENDER_NONCE, der::octet_string(&self.sender_nonce)),
         ];
-        signed::sign(Some(&envelope), attrs, self.digest, self.signer_cert, self.signer_key).unwrap()
+        signed::sign(
+            Some(&envelope),
+            attrs,
+            self.digest,
+            &[],
+            self.signer_cert,
+            self.signer_key,
+        )
+        .unwrap()
     }
 }
 
