@@ -11,17 +11,11 @@
 //!   client, it is the exception to "no clock": it reads the system clock for OAuth timestamps
 //!   and `Retry-After` dates and sleeps between retries.
 //!
-//! * [`apns`]: the APNs client for MDM pushes (HTTP/2, the push certificate as TLS client
-//!   certificate), with Apple's answers sorted by what to do.
-//! * [`push_cert`]: the MDM push certificate: key and CSR, the vendor-signed request for
-//!   Apple's portal, and reading the issued certificate's topic.
-//! * [`mdm`]: the MDM protocol as the server sees it: checking the identity behind a device's
-//!   request, and building and signing the enrollment profile (`.mobileconfig`).
-//!
-//! Later additions: SCEP, and Apps and Books.
-
 pub mod apns;
+mod ber;
 pub mod dep;
+mod dn;
 pub mod mdm;
 pub mod push_cert;
+pub mod scep;
 pub mod server_token;

@@ -11,10 +11,9 @@
 //!    (S/MIME, PEM, DER, bare base64) and tells who it is for; [`EncryptedServerToken::decrypt`]
 //!    gives the [`ServerToken`]: the OAuth 1.0a credentials of the device assignment API.
 //!
-//! The unencrypted CMS fields are read with a small bounded BER reader (`ber`); decryption is
+//! The unencrypted CMS fields are read with the crate's small bounded BER reader; decryption is
 //! done by OpenSSL's CMS implementation.
 
-pub(crate) mod ber;
 mod envelope;
 mod error;
 mod file;
@@ -33,7 +32,6 @@ pub use keypair::{TokenKeyPair, generate_key_pair, load_key_pair, load_private_k
 pub use message::ServerToken;
 
 use envelope::RecipientKey;
-pub(crate) use envelope::display_name;
 pub(crate) use keypair::openssl_reasons;
 
 /// The largest token file accepted. Real ones are about 1.5 KiB.

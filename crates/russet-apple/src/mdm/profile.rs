@@ -25,7 +25,8 @@ use openssl::stack::Stack;
 use openssl::x509::X509;
 use plist::{Dictionary, Value};
 
-use crate::server_token::{display_name, openssl_reasons};
+use crate::dn::display_name;
+use crate::server_token::openssl_reasons;
 
 use super::signature::signed_data::{self, OutlineError};
 pub use spec::{ALL_ACCESS_RIGHTS, EnrollmentProfileSpec, SERVER_CAPABILITIES, ScepPayloadSpec, SpecProblem};

@@ -34,7 +34,8 @@ use openssl::x509::{X509, X509ExtendedKeyUsage, X509PurposeId, X509Ref, X509Stor
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::server_token::{display_name, openssl_reasons};
+use crate::dn::display_name;
+use crate::server_token::openssl_reasons;
 use signed_data::OutlineError;
 
 /// The longest header value accepted (`Mdm-Signature` or a forwarded certificate). Real ones

@@ -163,8 +163,8 @@ impl fmt::Display for Fields<'_> {
     }
 }
 
-impl From<super::ber::BerError> for ServerTokenError {
-    fn from(e: super::ber::BerError) -> Self {
+impl From<crate::ber::BerError> for ServerTokenError {
+    fn from(e: crate::ber::BerError) -> Self {
         ServerTokenError::Malformed { detail: e.to_string() }
     }
 }

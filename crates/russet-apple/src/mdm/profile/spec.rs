@@ -10,7 +10,7 @@ use openssl::x509::{X509, X509Ref, X509VerifyResult};
 use url::{Host, Url};
 
 use super::ProfileError;
-use crate::server_token::display_name;
+use crate::dn::display_name;
 
 /// Apple's `AccessRights` bits, all of them.
 pub const ALL_ACCESS_RIGHTS: u32 = 8191;

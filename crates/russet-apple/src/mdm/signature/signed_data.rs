@@ -12,7 +12,7 @@ use std::fmt;
 use openssl::bn::BigNum;
 use openssl::x509::{X509, X509Name, X509Ref};
 
-use crate::server_token::ber::{BerError, Element, Reader, Tag};
+use crate::ber::{BerError, Element, Reader, Tag};
 
 const OID_SIGNED_DATA: &str = "1.2.840.113549.1.7.2";
 

@@ -1,7 +1,8 @@
 //! A small, bounded reader for BER-encoded (ITU-T X.690) data.
 //!
-//! Apple's server tokens are CMS structures in BER with indefinite lengths, which DER-only
-//! parsers refuse. This reader walks type-length-value elements over a borrowed byte slice:
+//! Apple's server tokens and the SCEP messages devices send are CMS structures that may be in
+//! BER with indefinite lengths, which DER-only parsers refuse. This reader walks
+//! type-length-value elements over a borrowed byte slice:
 //!
 //! * it never allocates on the strength of a length field (elements are sub-slices of the input,
 //!   and a length larger than what is left is an error);
@@ -10,12 +11,14 @@
 //! * every malformation (truncation, reserved length forms, primitive elements with indefinite
 //!   length, stray end-of-contents markers, oversized tag numbers) is an error, never a panic.
 //!
-//! Only the few universal types the token reader needs are decoded (OBJECT IDENTIFIER,
-//! INTEGER); everything else is handed out as raw slices.
+//! Only the few universal types its users need are decoded (OBJECT IDENTIFIER, INTEGER, and
+//! the contents of string types, primitive or constructed); everything else is handed out as
+//! raw slices.
 
 use std::fmt;
 
-/// How deeply constructed elements may nest. Apple's token nests 10 levels deep.
+/// How deeply constructed elements may nest. Apple's token nests 10 levels deep, a SCEP
+/// request about 12.
 pub(crate) const MAX_DEPTH: usize = 32;
 
 /// The longest OBJECT IDENTIFIER encoding accepted (real ones are well under 32 bytes).
@@ -60,10 +63,13 @@ pub(crate) struct Tag {
 }
 
 impl Tag {
+    pub const BOOLEAN: Tag = Tag::universal(1, false);
     pub const INTEGER: Tag = Tag::universal(2, false);
-    #[cfg(test)]
     pub const OCTET_STRING: Tag = Tag::universal(4, false);
     pub const OID: Tag = Tag::universal(6, false);
+    pub const UTF8_STRING: Tag = Tag::universal(12, false);
+    pub const PRINTABLE_STRING: Tag = Tag::universal(19, false);
+    pub const IA5_STRING: Tag = Tag::universal(22, false);
     pub const SEQUENCE: Tag = Tag::universal(16, true);
     pub const SET: Tag = Tag::universal(17, true);
 
@@ -245,6 +251,37 @@ impl<'a> Element<'a> {
             offset: self.offset,
             message: message.to_owned(),
         })
+    }
+
+    /// The contents of a string type (OCTET STRING, PrintableString, UTF8String, …), which BER
+    /// allows to be sent in pieces: a constructed string is the concatenation of its segments,
+    /// each of the same type. Borrowed when primitive, copied when constructed.
+    pub fn string_contents(&self) -> Result<std::borrow::Cow<'a, [u8]>, BerError> {
+        if !self.tag.constructed {
+            return Ok(std::borrow::Cow::Borrowed(self.contents));
+        }
+        let mut out = Vec::new();
+        self.append_segments(self.tag, &mut out)?;
+        Ok(std::borrow::Cow::Owned(out))
+    }
+
+    fn append_segments(&self, tag: Tag, out: &mut Vec<u8>) -> Result<(), BerError> {
+        let mut r = self.children()?;
+        while !r.is_empty() {
+            let segment = r.read()?;
+            if !segment.tag.same_type(&tag) {
+                return err(
+                    segment.offset,
+                    format!("a segment of a constructed {tag} is a {}", segment.tag),
+                );
+            }
+            if segment.tag.constructed {
+                segment.append_segments(tag, out)?;
+            } else {
+                out.extend_from_slice(segment.contents);
+            }
+        }
+        Ok(())
     }
 
     /// The contents of a primitive INTEGER: non-empty two's complement, big-endian.
@@ -580,6 +617,25 @@ mod tests {
             }
         };
         assert!(failure.message.contains("nested"), "{failure}");
+    }
+
+    #[test]
+    fn strings_in_pieces() {
+        let primitive = [0x04, 0x02, b'a', b'b'];
+        let e = Reader::new(&primitive).read().unwrap();
+        assert_eq!(&*e.string_contents().unwrap(), b"ab");
+
+        // Constructed OCTET STRING (indefinite) holding "ab", then a nested constructed "cd".
+        let pieces = [
+            0x24, 0x80, 0x04, 0x02, b'a', b'b', 0x24, 0x04, 0x04, 0x02, b'c', b'd', 0x00, 0x00,
+        ];
+        let e = Reader::new(&pieces).read().unwrap();
+        assert_eq!(&*e.string_contents().unwrap(), b"abcd");
+
+        // A segment of another type is an error.
+        let mixed = [0x24, 0x04, 0x13, 0x02, b'a', b'b'];
+        let e = Reader::new(&mixed).read().unwrap();
+        assert!(e.string_contents().is_err());
     }
 
     #[test]
