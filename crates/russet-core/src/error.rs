@@ -13,6 +13,8 @@ pub enum ErrorKind {
     /// An uploaded file or value is too large.
     TooLarge,
     NotFound,
+    /// It existed but can no longer be used (an expired or revoked link).
+    Gone,
     /// The request conflicts with the current state; nothing was changed.
     Conflict,
     /// A dependency (the database, Apple) cannot be reached; try again later.

@@ -12,11 +12,13 @@ pub mod admin;
 pub mod assign;
 pub mod clock;
 pub mod devices;
+pub mod enroll;
 pub mod error;
 pub mod jobs;
 pub mod profiles;
 pub mod push;
 pub mod push_cert;
+pub mod scep;
 pub mod scheduler;
 pub mod sync;
 
@@ -64,6 +66,17 @@ pub struct Settings {
     pub push_concurrency: usize,
     /// Enrollments with queued commands are pushed again after this long without an answer.
     pub repush_interval: Duration,
+    /// How long a SCEP challenge in a served profile stays usable.
+    pub challenge_ttl: Duration,
+    /// Lifetime of device identity certificates.
+    pub identity_lifetime: Duration,
+    /// Accept SCEP requests encrypted with single DES (old clients such as micromdm's
+    /// scepclient 2.1); off by default.
+    pub scep_allow_single_des: bool,
+    /// Signs enrollment profiles, when configured.
+    pub profile_signer: Option<enroll::ProfileSigner>,
+    /// Certificates (DER) enrollment profiles tell devices to trust (a private TLS CA).
+    pub profile_anchor_certs: Vec<Vec<u8>>,
 }
 
 impl Default for Settings {
@@ -83,6 +96,11 @@ impl Default for Settings {
             apns: russet_apple::apns::ApnsConfig::default(),
             push_concurrency: 256,
             repush_interval: Duration::hours(4),
+            challenge_ttl: Duration::hours(1),
+            identity_lifetime: Duration::days(365),
+            scep_allow_single_des: false,
+            profile_signer: None,
+            profile_anchor_certs: Vec::new(),
         }
     }
 }
@@ -102,6 +120,8 @@ pub struct Core {
     job_counts: Arc<std::sync::Mutex<HashMap<i64, (std::time::Instant, serde_json::Value)>>>,
     /// The APNs client, reloaded when the push certificate changes.
     push_state: push::SharedPushState,
+    /// Russet's device CA, loaded once.
+    device_ca: Arc<tokio::sync::OnceCell<Arc<enroll::DeviceCa>>>,
 }
 
 impl Core {
@@ -118,6 +138,7 @@ impl Core {
             dep_clients: Arc::default(),
             job_counts: Arc::default(),
             push_state: Arc::default(),
+            device_ca: Arc::default(),
         }
     }
 }

@@ -128,6 +128,36 @@ pub const KEYS: &[KeySpec] = &[
                not in mdm.vendor_certificate_file",
     },
     KeySpec {
+        path: "mdm.identity_lifetime_days",
+        kind: ValueKind::Int,
+        default: "365",
+        help: "lifetime of the device identity certificates Russet's SCEP CA issues (1-825)",
+    },
+    KeySpec {
+        path: "mdm.scep_allow_single_des",
+        kind: ValueKind::Bool,
+        default: "false",
+        help: "accept SCEP requests encrypted with single DES (old clients such as scepclient 2.1; Apple devices never need it)",
+    },
+    KeySpec {
+        path: "mdm.profile_signing_certificate_file",
+        kind: ValueKind::Str,
+        default: "",
+        help: "PEM certificate (then its chain) that signs enrollment profiles, so devices show them as verified",
+    },
+    KeySpec {
+        path: "mdm.profile_signing_key_file",
+        kind: ValueKind::Str,
+        default: "",
+        help: "PEM private key of mdm.profile_signing_certificate_file",
+    },
+    KeySpec {
+        path: "mdm.anchor_certificate_file",
+        kind: ValueKind::Str,
+        default: "",
+        help: "PEM certificates enrollment profiles make devices trust (the CA of a private TLS certificate of public_url)",
+    },
+    KeySpec {
         path: "sync.enabled",
         kind: ValueKind::Bool,
         default: "true",
@@ -200,6 +230,11 @@ pub struct MdmConfig {
     pub vendor_certificate_file: Option<PathBuf>,
     pub vendor_key_file: Option<PathBuf>,
     pub vendor_chain_file: Option<PathBuf>,
+    pub identity_lifetime_days: u32,
+    pub scep_allow_single_des: bool,
+    pub profile_signing_certificate_file: Option<PathBuf>,
+    pub profile_signing_key_file: Option<PathBuf>,
+    pub anchor_certificate_file: Option<PathBuf>,
 }
 
 impl Default for MdmConfig {
@@ -209,6 +244,11 @@ impl Default for MdmConfig {
             vendor_certificate_file: None,
             vendor_key_file: None,
             vendor_chain_file: None,
+            identity_lifetime_days: 365,
+            scep_allow_single_des: false,
+            profile_signing_certificate_file: None,
+            profile_signing_key_file: None,
+            anchor_certificate_file: None,
         }
     }
 }
@@ -479,12 +519,25 @@ impl Config {
             }
             _ => {}
         }
+        match (
+            &self.mdm.profile_signing_certificate_file,
+            &self.mdm.profile_signing_key_file,
+        ) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "mdm.profile_signing_certificate_file and mdm.profile_signing_key_file must be given together"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
         let ranges = [
             ("sync.interval_hours", self.sync.interval_hours, 1, 168),
             ("sync.device_retention_days", self.sync.device_retention_days, 1, 3650),
             ("sync.page_size", self.sync.page_size, 1, 1000),
             ("sync.batch_devices", self.sync.batch_devices, 1, 100_000),
             ("sync.assign_concurrency", self.sync.assign_concurrency, 1, 16),
+            ("mdm.identity_lifetime_days", self.mdm.identity_lifetime_days, 1, 825),
         ];
         for (key, value, min, max) in ranges {
             if !(min..=max).contains(&value) {
@@ -718,6 +771,9 @@ mod tests {
                 vendor_certificate_file: Some("v".into()),
                 vendor_key_file: Some("vk".into()),
                 vendor_chain_file: Some("vc".into()),
+                profile_signing_certificate_file: Some("pc".into()),
+                profile_signing_key_file: Some("pk".into()),
+                anchor_certificate_file: Some("a".into()),
                 ..MdmConfig::default()
             },
             ..Config::default()

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod serve;
 
@@ -56,12 +57,22 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// The request path as logged: an enrollment link's secret is cut off.
+fn loggable_path(path: &str) -> &str {
+    if path.starts_with("/enroll/") {
+        "/enroll/…"
+    } else {
+        path
+    }
+}
+
 /// The whole application.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .nest("/api/v1", api::router(state.clone()))
+        .merge(device::router())
         .with_state(state)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -77,7 +88,7 @@ pub fn app(state: AppState) -> Router {
                         .get::<RequestId>()
                         .and_then(|id| id.header_value().to_str().ok())
                         .unwrap_or("-");
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                    tracing::info_span!("request", method = %req.method(), path = %loggable_path(req.uri().path()), request_id = %id)
                 })
                 // One access-log line per request (status and latency) at the default level.
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),

@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum_server::Handle;
 use axum_server::tls_openssl::{OpenSSLAcceptor, OpenSSLConfig};
 use russet_apple::push_cert::VendorIdentity;
+use russet_core::enroll::ProfileSigner;
 use russet_core::push_cert::PushVendor;
 use russet_core::{Clock, Core, Settings};
 use russet_store::crypto::{MasterKey, MasterKeySource, write_private_file};
@@ -117,6 +118,66 @@ fn push_vendor(config: &Config) -> Result<Option<PushVendor>, StartError> {
     Ok(Some(PushVendor(Arc::new(vendor))))
 }
 
+/// Reads the enrollment profile signing identity and anchor certificates, if configured.
+fn profile_settings(config: &Config) -> Result<(Option<ProfileSigner>, Vec<Vec<u8>>), StartError> {
+    let bad = |what: &str, path: &Path, e: String| {
+        StartError::Config(crate::config::ConfigError::Invalid(format!(
+            "{what} {}: {e}",
+            path.display()
+        )))
+    };
+    let signer = match (
+        &config.mdm.profile_signing_certificate_file,
+        &config.mdm.profile_signing_key_file,
+    ) {
+        (Some(c), Some(k)) => {
+            let cert_pem = std::fs::read(c).map_err(|e| bad("cannot read", c, e.to_string()))?;
+            let key_pem = std::fs::read(k).map_err(|e| bad("cannot read", k, e.to_string()))?;
+            let mut certs = openssl::x509::X509::stack_from_pem(&cert_pem)
+                .map_err(|e| bad("mdm.profile_signing_certificate_file", c, e.to_string()))?;
+            if certs.is_empty() {
+                return Err(bad(
+                    "mdm.profile_signing_certificate_file",
+                    c,
+                    "holds no certificate".into(),
+                ));
+            }
+            let cert = certs.remove(0);
+            let key = openssl::pkey::PKey::private_key_from_pem(&key_pem)
+                .map_err(|e| bad("mdm.profile_signing_key_file", k, e.to_string()))?;
+            if !russet_apple::push_cert::cert_matches_key(&cert, &key) {
+                return Err(bad(
+                    "mdm.profile_signing_key_file",
+                    k,
+                    "does not belong to mdm.profile_signing_certificate_file".into(),
+                ));
+            }
+            Some(ProfileSigner {
+                cert,
+                key,
+                chain: certs,
+            })
+        }
+        _ => None,
+    };
+    let anchors = match &config.mdm.anchor_certificate_file {
+        Some(p) => {
+            let pem = std::fs::read(p).map_err(|e| bad("cannot read", p, e.to_string()))?;
+            let certs = openssl::x509::X509::stack_from_pem(&pem)
+                .map_err(|e| bad("mdm.anchor_certificate_file", p, e.to_string()))?;
+            certs
+                .iter()
+                .map(|c| {
+                    c.to_der()
+                        .map_err(|e| bad("mdm.anchor_certificate_file", p, e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        None => Vec::new(),
+    };
+    Ok((signer, anchors))
+}
+
 /// The domain's settings from the configuration.
 pub fn settings(config: &Config) -> Result<Settings, StartError> {
     let dep = russet_apple::dep::DepConfig {
@@ -124,6 +185,7 @@ pub fn settings(config: &Config) -> Result<Settings, StartError> {
         user_agent: format!("russet/{}", env!("CARGO_PKG_VERSION")),
         ..russet_apple::dep::DepConfig::default()
     };
+    let (profile_signer, profile_anchor_certs) = profile_settings(config)?;
     Ok(Settings {
         expiry_warning: time::Duration::days(i64::from(config.expiry_warning_days)),
         public_url: config.effective_public_url(),
@@ -149,6 +211,10 @@ pub fn settings(config: &Config) -> Result<Settings, StartError> {
             ..russet_apple::apns::ApnsConfig::default()
         },
         push_vendor: push_vendor(config)?,
+        identity_lifetime: time::Duration::days(i64::from(config.mdm.identity_lifetime_days)),
+        scep_allow_single_des: config.mdm.scep_allow_single_des,
+        profile_signer,
+        profile_anchor_certs,
         ..Settings::default()
     })
 }

@@ -18,6 +18,7 @@ pub mod assignments;
 pub mod audit;
 pub mod crypto;
 pub mod devices;
+pub mod enrollment_links;
 mod error;
 pub mod jobs;
 pub mod leases;

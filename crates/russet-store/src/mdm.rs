@@ -37,7 +37,12 @@ pub enum ChallengeRefusal {
     Unknown,
     Expired,
     Used,
+    /// The challenge came from a single-use enrollment link another device already used.
+    LinkSpent,
 }
+
+/// The purpose of challenges served by enrollment links (their reference is the link id).
+pub const PURPOSE_ENROLLMENT_LINK: &str = "enrollment_link";
 
 /// A certificate the CA issued.
 #[derive(Clone, Debug, PartialEq)]
@@ -194,6 +199,22 @@ impl Store {
                 .rows_affected();
         if taken != 1 {
             return Ok(Err(ChallengeRefusal::Used));
+        }
+        if rec.purpose == PURPOSE_ENROLLMENT_LINK
+            && let Some(link) = rec.reference.as_deref().and_then(|r| r.parse::<i64>().ok())
+        {
+            let counted = sqlx::query(
+                "UPDATE enrollment_links SET enrollments = enrollments + 1, used_at = COALESCE(used_at, $1) \
+                 WHERE id = $2 AND (single_use = 0 OR used_at IS NULL)",
+            )
+            .bind(to_millis(now))
+            .bind(link)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if counted != 1 {
+                return Ok(Err(ChallengeRefusal::LinkSpent));
+            }
         }
         let mut cert = cert.clone();
         cert.challenge_id = Some(rec.id);
