@@ -11,7 +11,12 @@
 //!   client, it is the exception to "no clock": it reads the system clock for OAuth timestamps
 //!   and `Retry-After` dates and sleeps between retries.
 //!
-//! Later additions: MDM command and check-in plist types, SCEP, APNs, and Apps and Books.
+//! * [`mdm`]: the MDM protocol's plists: check-in messages and their answers, command
+//!   reports, commands built from typed requests or validated from raw plists, and Apple's
+//!   command schema as data.
+//!
+//! Later additions: SCEP, APNs, and Apps and Books.
 
 pub mod dep;
+pub mod mdm;
 pub mod server_token;
