@@ -27,6 +27,7 @@ pub mod schema;
 pub use checkin::{
     Checkin, CheckinMessage, EnrollmentIds, EnrollmentKind, EnrollmentRef, TokenParameters, decode_checkin,
 };
-pub use command::{CommandRequest, RawCommand, validate_raw_command};
+pub use command::{CommandRequest, RawCommand, new_command_uuid, validate_raw_command};
 pub use error::{FieldErrors, MdmError};
+pub use plist_util::MAX_DEPTH;
 pub use report::{DeviceInventory, ErrorChainItem, Report, Status, decode_report, device_information};

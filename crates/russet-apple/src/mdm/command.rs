@@ -32,14 +32,12 @@
 //! message per field ([`MdmError::InvalidCommand`]); [`CommandRequest::build`] validates and
 //! makes the plist.
 
-use std::io::Cursor;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use plist::{Dictionary, Value};
 use serde::{Deserialize, Serialize};
 
-use super::plist_util::{parse_dictionary, to_xml, type_name};
+use super::plist_util::{parse_dictionary, parse_value, to_xml, type_name};
 use super::schema::{self, RangeList};
 use super::{FieldErrors, MdmError};
 
@@ -758,8 +756,9 @@ fn check_profile(bytes: &[u8]) -> Result<(), String> {
             Err(_) => Err("starts like a signed profile (DER) but is not a readable CMS/PKCS#7 message".into()),
         };
     }
-    let dict = match Value::from_reader(Cursor::new(bytes)) {
+    let dict = match parse_value(bytes) {
         Ok(Value::Dictionary(d)) => d,
+        Err(MdmError::TooComplex { detail }) => return Err(format!("is a plist that {detail}")),
         Ok(other) => {
             return Err(format!(
                 "is a plist holding {} instead of a profile's dictionary",

@@ -23,6 +23,11 @@ pub enum MdmError {
     )]
     NotPlist { detail: String },
 
+    /// The plist nests deeper, or expands to more values, than any MDM message could; it was
+    /// refused before being read (see [`MAX_DEPTH`](super::MAX_DEPTH)).
+    #[error("the plist {detail}; no MDM message comes close, so it was refused unread")]
+    TooComplex { detail: String },
+
     /// The plist's top-level value is not a dictionary.
     #[error("the plist holds {found} at its top level where a dictionary was expected")]
     NotDictionary { found: &'static str },
@@ -131,6 +136,7 @@ impl MdmError {
     pub fn code(&self) -> &'static str {
         match self {
             MdmError::NotPlist { .. } => "not_plist",
+            MdmError::TooComplex { .. } => "too_complex",
             MdmError::NotDictionary { .. } => "not_dictionary",
             MdmError::MissingMessageType => "missing_message_type",
             MdmError::UnknownMessageType { .. } => "unknown_message_type",
