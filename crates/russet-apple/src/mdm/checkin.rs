@@ -653,6 +653,7 @@ mod tests {
             assert_eq!(EnrollmentKind::from_name(k.as_str()), Some(k));
             let json = format!("\"{}\"", k.as_str());
             assert_eq!(serde_json::to_string(&k).unwrap(), json);
+            assert_eq!(serde_json::from_str::<EnrollmentKind>(&json).unwrap(), k);
         }
         assert_eq!(EnrollmentKind::from_name("Device"), None);
     }
