@@ -10,7 +10,19 @@
 //!   fetch and sync, device details, disowning, and enrollment profiles. Being a network
 //!   client, it is the exception to "no clock": it reads the system clock for OAuth timestamps
 //!   and `Retry-After` dates and sleeps between retries.
+//! * [`push_cert`]: the MDM push certificate: key and CSR, the vendor-signed request for
+//!   Apple's portal, and reading the issued certificate's topic.
+//! * [`apns`]: the APNs client for MDM pushes (HTTP/2, the push certificate as TLS client
+//!   certificate), with Apple's answers sorted by what to do.
+//! * [`scep`]: the SCEP certificate authority that issues each device its MDM identity:
+//!   making the CA, answering GetCACaps and GetCACert, verifying and decrypting PKIOperation
+//!   requests, issuing certificates and building the CertRep answers.
+//! * [`mdm`]: the MDM protocol as the server sees it: check-in messages, command reports,
+//!   commands (typed or raw, validated against Apple's schema as data), the identity behind
+//!   a device's request, and the enrollment profile (`.mobileconfig`).
 //!
+//! Later additions: Apps and Books.
+
 pub mod apns;
 mod ber;
 pub mod dep;
