@@ -15,6 +15,7 @@ pub mod devices;
 pub mod enroll;
 pub mod error;
 pub mod jobs;
+pub mod mdm;
 pub mod profiles;
 pub mod push;
 pub mod push_cert;
@@ -122,6 +123,8 @@ pub struct Core {
     push_state: push::SharedPushState,
     /// Russet's device CA, loaded once.
     device_ca: Arc<tokio::sync::OnceCell<Arc<enroll::DeviceCa>>>,
+    /// Certificate pins already checked.
+    pins: mdm::SharedPinCache,
 }
 
 impl Core {
@@ -139,6 +142,7 @@ impl Core {
             job_counts: Arc::default(),
             push_state: Arc::default(),
             device_ca: Arc::default(),
+            pins: Arc::default(),
         }
     }
 }

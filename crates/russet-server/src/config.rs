@@ -158,6 +158,14 @@ pub const KEYS: &[KeySpec] = &[
         help: "PEM certificates enrollment profiles make devices trust (the CA of a private TLS certificate of public_url)",
     },
     KeySpec {
+        path: "mdm.client_cert_header",
+        kind: ValueKind::Str,
+        default: "",
+        help: "behind a TLS-terminating proxy that checks client certificates: the header carrying the device's \
+               certificate (RFC 9440 Client-Cert, or nginx's $ssl_client_escaped_cert); trusted, so set it only \
+               behind such a proxy",
+    },
+    KeySpec {
         path: "sync.enabled",
         kind: ValueKind::Bool,
         default: "true",
@@ -235,6 +243,7 @@ pub struct MdmConfig {
     pub profile_signing_certificate_file: Option<PathBuf>,
     pub profile_signing_key_file: Option<PathBuf>,
     pub anchor_certificate_file: Option<PathBuf>,
+    pub client_cert_header: Option<String>,
 }
 
 impl Default for MdmConfig {
@@ -249,6 +258,7 @@ impl Default for MdmConfig {
             profile_signing_certificate_file: None,
             profile_signing_key_file: None,
             anchor_certificate_file: None,
+            client_cert_header: None,
         }
     }
 }
@@ -774,6 +784,7 @@ mod tests {
                 profile_signing_certificate_file: Some("pc".into()),
                 profile_signing_key_file: Some("pk".into()),
                 anchor_certificate_file: Some("a".into()),
+                client_cert_header: Some("Client-Cert".into()),
                 ..MdmConfig::default()
             },
             ..Config::default()

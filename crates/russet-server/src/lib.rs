@@ -34,6 +34,8 @@ pub struct AppState {
     pub core: Core,
     /// Base of every device-facing URL, without a trailing slash.
     pub public_url: Arc<str>,
+    /// The header a trusted TLS-terminating proxy puts the device's client certificate in.
+    pub client_cert_header: Option<Arc<str>>,
 }
 
 /// How long one request may take before it is answered with 408.

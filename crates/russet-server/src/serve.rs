@@ -312,6 +312,7 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<RunningServ
     let state = AppState {
         core: core.clone(),
         public_url: Arc::from(public_url.as_str()),
+        client_cert_header: config.mdm.client_cert_header.as_deref().map(Arc::from),
     };
     let service = app(state).into_make_service();
     let handle = Handle::new();

@@ -5,6 +5,7 @@ pub mod ade_tokens;
 pub mod audit;
 pub mod devices;
 pub mod jobs;
+pub mod mdm;
 pub mod profiles;
 pub mod push_cert;
 
@@ -34,6 +35,7 @@ pub const JSON_BODY_LIMIT: usize = 64 * 1024;
         jobs::list, jobs::show,
         audit::list,
         push_cert::show, push_cert::new_csr, push_cert::pending_csr, push_cert::upload,
+        mdm::create_link, mdm::list_links, mdm::revoke_link, mdm::enqueue, mdm::command, mdm::enrollments, mdm::enrollment,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&AdminKeyScheme),
@@ -44,6 +46,8 @@ pub const JSON_BODY_LIMIT: usize = 64 * 1024;
         (name = "devices", description = "Devices ABM assigned to Russet's tokens"),
         (name = "jobs", description = "Syncs and assignments with their progress"),
         (name = "audit", description = "Who changed what, and when"),
+        (name = "enrollment", description = "Enrollment links for devices outside ABM, and enrolled devices"),
+        (name = "commands", description = "MDM commands queued for enrolled devices and their results"),
         (name = "push-cert", description = "The MDM push certificate: CSR, upload, renewal keeping the topic"),
     )
 )]
@@ -133,6 +137,15 @@ pub fn router(state: AppState) -> Router<AppState> {
                 .layer(DefaultBodyLimit::max(push_cert::UPLOAD_BODY_LIMIT)),
         )
         .route("/push-cert/csr", get(push_cert::pending_csr).post(push_cert::new_csr))
+        .route("/enrollment-links", get(mdm::list_links).post(mdm::create_link))
+        .route("/enrollment-links/{id}", axum::routing::delete(mdm::revoke_link))
+        .route(
+            "/commands",
+            post(mdm::enqueue).layer(DefaultBodyLimit::max(mdm::COMMAND_BODY_LIMIT)),
+        )
+        .route("/commands/{uuid}", get(mdm::command))
+        .route("/enrollments", get(mdm::enrollments))
+        .route("/enrollments/{id}", get(mdm::enrollment))
         .route_layer(middleware::from_fn_with_state(state, auth::require_admin));
     Router::new()
         .route("/openapi.json", get(openapi_json))

@@ -1,13 +1,14 @@
 //! The device-facing endpoints: SCEP (`/scep`), enrollment links (`/enroll/{secret}`), and
-//! (later) the MDM check-in and command endpoints. No admin key here: devices prove who they
+//! the MDM check-in and command endpoints (`/mdm/checkin`, `/mdm/connect`). No admin key here: devices prove who they
 //! are with challenges and certificates, checked by the domain.
 
 pub mod enroll;
+pub mod mdm;
 pub mod scep;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{get, put};
 
 use crate::AppState;
 
@@ -21,4 +22,12 @@ pub fn router() -> Router<AppState> {
                 .layer(DefaultBodyLimit::max(russet_apple::scep::MAX_MESSAGE_SIZE)),
         )
         .route("/enroll/{secret}", get(enroll::profile))
+        .route(
+            "/mdm/checkin",
+            put(mdm::checkin).layer(DefaultBodyLimit::max(russet_core::mdm::MAX_CHECKIN_BODY)),
+        )
+        .route(
+            "/mdm/connect",
+            put(mdm::connect).layer(DefaultBodyLimit::max(russet_core::mdm::MAX_REPORT_BODY)),
+        )
 }
