@@ -177,11 +177,13 @@
 #![warn(missing_docs)]
 
 mod admin;
+pub mod apns;
 mod catalog;
 mod clock;
 mod cursor;
 mod dep;
 pub mod oauth;
+pub mod pushcert;
 mod server;
 mod sim;
 mod state;
@@ -189,8 +191,10 @@ pub mod timefmt;
 pub mod token;
 mod types;
 
+pub use apns::{ApnsStats, PushReceiver, PushRecord, PushRegistration, PushWake};
 pub use clock::SimClock;
 pub use dep::{CURSOR_LIFETIME, DEFAULT_LIMIT, MAX_LIMIT, MAX_SERIALS};
+pub use pushcert::{IssuedPushCert, PushCertInfo};
 pub use server::RunningSim;
 pub use sim::{AppleSim, REQUEST_LOG_CAPACITY};
 pub use types::{
