@@ -501,7 +501,6 @@ async fn check(
     now_unix: i64,
     parts: &hyper::http::request::Parts,
     body: Incoming,
-    rec: &mut PushRecord,
 ) -> Result<(Vec<u8>, String), Answer> {
     let path = parts.uri.path();
     let token_text = match path.strip_prefix("/3/device") {
@@ -512,7 +511,6 @@ async fn check(
         },
         None => return Err(Answer::error(404, "BadPath")),
     };
-    rec.token = token_text.chars().take(256).collect();
     if parts.method != Method::POST {
         return Err(Answer::error(405, "MethodNotAllowed"));
     }
@@ -557,7 +555,6 @@ async fn check(
         return Err(Answer::error(400, "MissingDeviceToken"));
     }
     let token = parse_token(token_text).ok_or_else(|| Answer::error(400, "BadDeviceToken"))?;
-    rec.token = hex(&token, false);
 
     let declared = h
         .get(CONTENT_LENGTH)
@@ -600,9 +597,16 @@ async fn handle(sim: AppleSim, conn: Arc<Conn>, req: Request<Incoming>) -> Resul
         Some(id) => id.to_owned(),
         None => new_apns_id(),
     };
+    let token = match parts.uri.path().strip_prefix("/3/device/") {
+        Some(t) => match parse_token(t) {
+            Some(bytes) => hex(&bytes, false),
+            None => t.chars().take(256).collect(),
+        },
+        None => String::new(),
+    };
     let mut rec = PushRecord {
         time: now,
-        token: String::new(),
+        token,
         topic: conn.topic.to_string(),
         push_magic: None,
         apns_id,
@@ -654,7 +658,7 @@ async fn handle(sim: AppleSim, conn: Arc<Conn>, req: Request<Incoming>) -> Resul
                 FaultKind::BadRequest(code) => break 'answer Answer::error(400, &code),
             }
         }
-        let (token, magic) = match check(&conn, now.unix_timestamp(), &parts, body, &mut rec).await {
+        let (token, magic) = match check(&conn, now.unix_timestamp(), &parts, body).await {
             Ok(x) => x,
             Err(a) => break 'answer a,
         };
