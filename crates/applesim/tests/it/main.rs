@@ -6,6 +6,7 @@ mod common;
 mod devices;
 mod faults;
 mod hostile;
+mod interop;
 mod portal;
 mod profiles;
 mod pushkit;
