@@ -872,15 +872,16 @@ impl AppleSim {
         let pki = self.portal_pki()?;
         let tls = Arc::new(ApnsTls::generate(
             &pki.push.cert,
-            self.inner.clock.now().unix_timestamp(),
+            OffsetDateTime::now_utc().unix_timestamp(),
         )?);
         *slot = Some(tls.clone());
         Ok(tls)
     }
 
     /// The CA of the APNs listener's server certificate (PEM). APNs clients trust it
-    /// instead of the public CAs that sign `api.push.apple.com`. Empty (with an error
-    /// logged) only if OpenSSL failed to make the keys.
+    /// instead of the public CAs that sign `api.push.apple.com`. The first call (or the
+    /// first APNs connection) makes the keys, which takes a few hundred milliseconds. Empty
+    /// (with an error logged) only if OpenSSL failed to make them.
     pub fn apns_ca_pem(&self) -> String {
         match self.apns_tls_blocking() {
             Ok(t) => t.ca_pem.clone(),

@@ -616,10 +616,14 @@ impl AppleSim {
             }
         }
         let subject = req.subject_name();
-        let org = name_entry(subject, Nid::ORGANIZATIONNAME)
+        // X.520 limits O and CN to 64 characters ("MDM Vendor: " takes 12).
+        let org: String = name_entry(subject, Nid::ORGANIZATIONNAME)
             .or_else(|| name_entry(subject, Nid::COMMONNAME))
             .filter(|s| !s.trim().is_empty())
-            .unwrap_or_else(|| "Unnamed Vendor".to_owned());
+            .unwrap_or_else(|| "Unnamed Vendor".to_owned())
+            .chars()
+            .take(52)
+            .collect();
         let country = name_entry(subject, Nid::COUNTRYNAME)
             .filter(|c| c.len() == 2)
             .unwrap_or_else(|| "US".to_owned());

@@ -772,3 +772,21 @@ async fn hundred_thousand_pushes() {
     let rate = push_many(&w, 100_000, 4, 100).await;
     eprintln!("APNs: 100,000 pushes at {rate:.0}/s");
 }
+
+#[tokio::test]
+async fn a_simulated_clock_years_ahead_still_serves_tls() {
+    // The push certificate follows the simulated clock; the server certificate the real one.
+    let sim = AppleSim::new();
+    sim.clock().advance(time::Duration::days(3 * 365));
+    let cert = create_push_cert(&sim, customer_key());
+    let running = sim.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let mut c = Apns::connect(
+        &running.apns_url,
+        &sim.apns_ca_pem(),
+        Some((&cert.issued.certificate_pem, customer_key())),
+    )
+    .await
+    .unwrap();
+    let d = sim.register_push_token(&cert.issued.topic);
+    assert_eq!(c.push(&d.token_hex, MAGIC, &[]).await.unwrap().status, 200);
+}

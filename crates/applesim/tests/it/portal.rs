@@ -69,6 +69,14 @@ fn vendor_certificate_chains_to_the_simulated_root() {
     let d = now.diff(cert.not_after()).unwrap();
     assert!((364..=366).contains(&d.days), "{d:?}");
 
+    // A long organisation name is shortened to fit X.520's 64 characters.
+    let long = csr(vendor_key(), &"Vendor".repeat(10));
+    let long_pem = sim
+        .issue_vendor_certificate(&String::from_utf8(long.to_pem().unwrap()).unwrap())
+        .unwrap();
+    let cn = entry(&X509::from_pem(long_pem.as_bytes()).unwrap(), Nid::COMMONNAME);
+    assert_eq!(cn, format!("MDM Vendor: {}", &"Vendor".repeat(10)[..52]));
+
     // Not a CSR, or a CSR whose signature does not match.
     assert!(matches!(
         sim.issue_vendor_certificate("hello"),
