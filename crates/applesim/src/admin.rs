@@ -25,7 +25,12 @@ pub(crate) struct AdminError(StatusCode, String);
 impl From<SimError> for AdminError {
     fn from(e: SimError) -> AdminError {
         let status = match e {
-            SimError::UnknownOrg(_) | SimError::UnknownServer(_) | SimError::UnknownDevice(_) => StatusCode::NOT_FOUND,
+            SimError::UnknownOrg(_)
+            | SimError::UnknownServer(_)
+            | SimError::UnknownDevice(_)
+            | SimError::UnknownTopic(_)
+            | SimError::UnknownPushToken(_) => StatusCode::NOT_FOUND,
+            SimError::AppleIdMismatch(_) => StatusCode::FORBIDDEN,
             SimError::Crypto(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         };
@@ -92,6 +97,16 @@ pub(crate) fn router() -> Router<AppleSim> {
         .route("/session-policy", put(session_policy))
         .route("/move-style", put(move_style))
         .route("/requests", get(requests).delete(clear_requests))
+        .route("/vendor-certificate", post(vendor_certificate))
+        .route("/vendor-chain", get(vendor_chain))
+        .route("/push-certificates", get(list_push_certs).post(create_push_cert))
+        .route("/push-certificates/{topic}/renew", post(renew_push_cert))
+        .route("/push-certificates/{topic}/revoke", post(revoke_push_cert))
+        .route("/apns-ca", get(apns_ca))
+        .route("/push-tokens", post(register_push_token))
+        .route("/push-tokens/{token}", axum::routing::delete(unregister_push_token))
+        .route("/pushes", get(pushes).delete(clear_pushes))
+        .route("/push-stats", get(push_stats))
 }
 
 #[derive(Deserialize)]
@@ -428,6 +443,7 @@ impl FaultJson {
             "bad_request" => FaultKind::BadRequest(self.code.clone().unwrap_or_else(|| "BAD_REQUEST".into())),
             "slow" => FaultKind::Slow(Duration::from_millis(self.millis.unwrap_or(1000))),
             "drop_connection" => FaultKind::DropConnection,
+            "go_away" | "goaway" => FaultKind::GoAway,
             other => return Err(bad(format!("unknown fault kind {other}"))),
         };
         Ok(Fault {
@@ -474,6 +490,7 @@ impl FaultJson {
                 "slow"
             }
             FaultKind::DropConnection => "drop_connection",
+            FaultKind::GoAway => "go_away",
         }
         .to_owned();
         j
@@ -567,4 +584,132 @@ async fn requests(State(sim): State<AppleSim>, Query(t): Query<Tail>) -> Res {
 async fn clear_requests(State(sim): State<AppleSim>) -> Res {
     sim.clear_requests();
     no_content()
+}
+
+fn pem_response(pem: String) -> Res {
+    if pem.is_empty() {
+        return Err(AdminError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the simulated CA could not be made (OpenSSL failed; see the log)".into(),
+        ));
+    }
+    let mut resp = (StatusCode::OK, pem).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-pem-file"));
+    Ok(resp)
+}
+
+/// Run key-generating or signing work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SimError> + Send + 'static,
+) -> Result<T, AdminError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(AdminError::from),
+        Err(e) => Err(AdminError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the task failed: {e}"),
+        )),
+    }
+}
+
+async fn vendor_certificate(State(sim): State<AppleSim>, body: String) -> Res {
+    let pem = blocking(move || sim.issue_vendor_certificate(&body)).await?;
+    pem_response(pem)
+}
+
+async fn vendor_chain(State(sim): State<AppleSim>) -> Res {
+    let pem = blocking(move || Ok(sim.vendor_chain_pem())).await?;
+    pem_response(pem)
+}
+
+async fn apns_ca(State(sim): State<AppleSim>) -> Res {
+    let pem = blocking(move || Ok(sim.apns_ca_pem())).await?;
+    pem_response(pem)
+}
+
+#[derive(Deserialize)]
+struct PushCertUpload {
+    apple_id: String,
+    request: String,
+}
+
+async fn create_push_cert(State(sim): State<AppleSim>, body: axum::body::Bytes) -> Res {
+    let req: PushCertUpload = parse(&body)?;
+    let issued = blocking(move || sim.push_portal_create(&req.apple_id, &req.request)).await?;
+    Ok((StatusCode::CREATED, Json(issued)).into_response())
+}
+
+async fn renew_push_cert(State(sim): State<AppleSim>, Path(topic): Path<String>, body: axum::body::Bytes) -> Res {
+    let req: PushCertUpload = parse(&body)?;
+    let issued = blocking(move || sim.push_portal_renew(&req.apple_id, &topic, &req.request)).await?;
+    ok_json(issued)
+}
+
+async fn revoke_push_cert(State(sim): State<AppleSim>, Path(topic): Path<String>) -> Res {
+    sim.revoke_push_cert(&topic)?;
+    no_content()
+}
+
+async fn list_push_certs(State(sim): State<AppleSim>) -> Res {
+    ok_json(sim.push_certificates())
+}
+
+#[derive(Deserialize)]
+struct PushTokenRequest {
+    topic: String,
+    #[serde(default)]
+    token: Option<String>,
+}
+
+async fn register_push_token(State(sim): State<AppleSim>, body: axum::body::Bytes) -> Res {
+    let req: PushTokenRequest = parse(&body)?;
+    let reg = match req.token.as_deref() {
+        None => {
+            if req.topic.trim().is_empty() {
+                return Err(bad("the topic is empty"));
+            }
+            sim.register_push_token(&req.topic)
+        }
+        Some(hex) => {
+            let bytes = decode_hex(hex.trim()).ok_or_else(|| bad(format!("token {hex} is not hex")))?;
+            sim.register_push_token_bytes(&req.topic, &bytes)?
+        }
+    };
+    // Nobody waits on the receiver of a token registered over HTTP; pushes to it still succeed.
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "token": reg.token_hex, "topic": reg.topic })),
+    )
+        .into_response())
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|p| u8::from_str_radix(p, 16).ok()))
+        .collect()
+}
+
+async fn unregister_push_token(State(sim): State<AppleSim>, Path(token): Path<String>) -> Res {
+    sim.unregister_push_token(&token)?;
+    no_content()
+}
+
+async fn pushes(State(sim): State<AppleSim>, Query(t): Query<Tail>) -> Res {
+    match t.last {
+        Some(n) => ok_json(sim.last_pushes(n)),
+        None => ok_json(sim.pushes()),
+    }
+}
+
+async fn clear_pushes(State(sim): State<AppleSim>) -> Res {
+    sim.clear_pushes();
+    no_content()
+}
+
+async fn push_stats(State(sim): State<AppleSim>) -> Res {
+    ok_json(sim.apns_stats())
 }

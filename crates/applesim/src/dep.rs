@@ -157,6 +157,7 @@ fn fault_error(kind: &FaultKind) -> Option<DepError> {
             e
         }
         FaultKind::InternalError => DepError::new(500, "INTERNAL_SERVER_ERROR"),
+        FaultKind::GoAway => DepError::new(503, "SERVICE_UNAVAILABLE"),
         FaultKind::BadRequest(code) => DepError::bad(code),
         FaultKind::Pass | FaultKind::Slow(_) | FaultKind::DropConnection => return None,
     })
@@ -285,7 +286,12 @@ pub(crate) async fn dep_entry(State(sim): State<AppleSim>, req: Request) -> Resp
             }
             other => {
                 if let Some(e) = fault_error(other) {
-                    let resp = e.render(style);
+                    let mut resp = e.render(style);
+                    if matches!(other, FaultKind::GoAway) {
+                        // HTTP/1.1 has no GOAWAY: answer, then hyper closes the connection.
+                        resp.headers_mut()
+                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    }
                     rec.status = Some(resp.status().as_u16());
                     sim.record(rec);
                     return resp;

@@ -1,6 +1,6 @@
 //! # applesim: a simulator of Apple's side of Automated Device Enrollment
 //!
-//! `applesim` plays Apple for an MDM server under test. It simulates both:
+//! `applesim` plays Apple for an MDM server under test. It simulates:
 //!
 //! * **Apple Business Manager / Apple School Manager, the administrator's side.** You can
 //!   create organisations and MDM servers, upload the MDM vendor's public key and
@@ -9,6 +9,12 @@
 //! * **The DEP ("Device Assignment") web API** that MDM servers call at
 //!   `https://mdmenrollment.apple.com/`. This covers OAuth 1.0a `/session`, `/account`,
 //!   fetch and sync with cursors, device details, disown, and profile define/get/assign/remove.
+//! * **MDM push certificates**: MDM vendor ("MDM CSR") signing certificates and the Apple
+//!   Push Certificates Portal (`identity.apple.com/pushcert`): create and renew, with the
+//!   checks Apple makes on the vendor-signed request.
+//! * **APNs** (`api.push.apple.com`) on a listener of its own: HTTP/2 over TLS with the push
+//!   certificate as client certificate, and the device side (push tokens that simulated
+//!   devices register and are woken through).
 //!
 //! It is an independent peer written from Apple's documented behaviour. It shares no code
 //! with the MDM server it tests, so a misunderstanding on the client side is not mirrored
@@ -28,6 +34,7 @@
 //! sim.assign_devices(server, &serials).unwrap();
 //! let running = sim.serve("127.0.0.1:0".parse().unwrap()).await?;
 //! println!("DEP base URL: {}", running.base_url);
+//! println!("APNs base URL: {}", running.apns_url);
 //! # Ok(()) }
 //! ```
 //!
@@ -118,6 +125,81 @@
 //! * **Throttling.** It uses fixed windows of sim time per server, counting devices that
 //!   were actually assigned.
 //!
+//! ## Push certificates (see [`pushcert`])
+//!
+//! The simulated Apple PKI has a root CA ("Apple Root CA"), a WWDR intermediate that issues
+//! MDM vendor certificates, and a push CA ("Apple Application Integration 2") that issues
+//! push certificates. Their RSA 2048 keys are made on first use, not in [`AppleSim::new`].
+//!
+//! * [`AppleSim::issue_vendor_certificate`] turns the vendor's CSR (PEM) into its MDM
+//!   signing certificate, issued by the WWDR CA for a year. [`AppleSim::vendor_chain_pem`]
+//!   is what the vendor appends: the WWDR CA, then the root.
+//! * [`AppleSim::push_portal_create`] takes the Apple ID and the uploaded text: base64 of a
+//!   plist with `PushCertRequestCSR` (base64 of the customer CSR's DER),
+//!   `PushCertCertificateChain` (PEM: vendor certificate, WWDR, root) and
+//!   `PushCertSignature` (base64 of the vendor's SHA256withRSA signature over the CSR's
+//!   DER). It checks every part and issues a certificate with subject
+//!   `UID=com.apple.mgmt.External.<uuid>, CN=APSP:<uuid>, C=US`, issued by the push CA, valid
+//!   one year from the simulated clock, with extended key usage clientAuth and the CSR's
+//!   public key. The UID is the APNs topic.
+//! * [`AppleSim::push_portal_renew`] does the same for an existing topic and keeps it. Only
+//!   the Apple ID that created the topic may renew it (compared without case). Earlier
+//!   certificates stay valid until they expire.
+//! * [`AppleSim::revoke_push_cert`] revokes every certificate of a topic (a test aid).
+//!
+//! Choices where Apple's behaviour is undocumented: the chain must start with the vendor
+//! certificate and must carry the root; the vendor signature must be SHA-256 (SHA-1 is
+//! refused); the CSR key must be RSA with at least 2048 bits; a vendor certificate that has
+//! expired by the simulated clock is refused ("Certificate Signature Verification failed
+//! because the … certificate expired", as the portal words it).
+//!
+//! ## APNs (see [`apns`]; its own listener, [`RunningSim::apns_url`])
+//!
+//! HTTP/2 only (ALPN `h2`; other protocols get the `no_application_protocol` alert), TLS 1.2
+//! or 1.3, server certificate for `127.0.0.1`, `::1`, `localhost` and Apple's APNs host names
+//! from a CA of its own ([`AppleSim::apns_ca_pem`]). The client certificate is verified in
+//! the handshake: it must come from the push CA and be one the portal issued. An expired
+//! certificate (by the simulated clock) gets the `certificate_expired` alert, as Apple's
+//! servers send; a revoked one `certificate_revoked`. Each connection announces
+//! `SETTINGS_MAX_CONCURRENT_STREAMS` [`apns::MAX_CONCURRENT_STREAMS`].
+//!
+//! `POST /3/device/<hex token>` with the body `{"mdm":"<PushMagic>"}` answers 200 with an
+//! `apns-id` header and an empty body, and wakes the device registered with that token
+//! ([`AppleSim::register_push_token`]; pushes coalesce, as APNs keeps only the last one).
+//! Every answer has `apns-id` (the client's, or a new uppercase UUID). Errors are JSON
+//! `{"reason":"…"}`, plus `"timestamp"` (ms since the epoch) for 410. The checks, in order:
+//!
+//! | Check | Answer |
+//! |---|---|
+//! | an injected `apns` fault | see below |
+//! | path is not `/3/device/…` | 404 `BadPath` |
+//! | method is not `POST` | 405 `MethodNotAllowed` |
+//! | the connection's certificate expired or was revoked since the handshake | 403 `BadCertificate` |
+//! | an `apns-*` header repeated | 400 `DuplicateHeaders` |
+//! | `apns-push-type` present and not `mdm` | 400 `InvalidPushType` |
+//! | `apns-topic` empty or not printable ASCII / another topic than the certificate's | 400 `BadTopic` / 400 `TopicDisallowed` |
+//! | `apns-id` not a canonical UUID | 400 `BadMessageId` |
+//! | `apns-priority` not 10, 5 or 1 | 400 `BadPriority` |
+//! | `apns-expiration` not a non-negative integer | 400 `BadExpirationDate` |
+//! | `apns-collapse-id` longer than 64 bytes | 400 `BadCollapseId` |
+//! | no token in the path | 400 `MissingDeviceToken` |
+//! | token not hex, or longer than 100 bytes | 400 `BadDeviceToken` |
+//! | body over 4096 bytes | 413 `PayloadTooLarge` |
+//! | empty body | 400 `PayloadEmpty` |
+//! | body not a JSON object with a non-empty `mdm` string | 400 `BadPayload` (Apple documents no reason for this; the simulator is strict) |
+//! | token never registered | 400 `BadDeviceToken` |
+//! | token registered for another topic | 400 `DeviceTokenNotForTopic` |
+//! | token unregistered ([`AppleSim::unregister_push_token`]) | 410 `Unregistered` with `timestamp` |
+//!
+//! Faults (endpoint `apns`): `too_many_requests` → 429 `TooManyRequests`,
+//! `internal_error` → 500 `InternalServerError`, `service_unavailable` → 503
+//! `ServiceUnavailable` (both with `Retry-After` if given), `go_away` → 503 `Shutdown`
+//! followed by a GOAWAY frame, `drop_connection` → the TCP connection closes without an
+//! answer, `slow` → normal answer after a delay, `unauthorized`/`forbidden`/
+//! `access_denied`/`terms_not_signed` → 403 `Forbidden`, `bad_request` → 400 with `code` as
+//! the reason. Every request is recorded ([`AppleSim::pushes`], at most
+//! [`apns::PUSH_LOG_CAPACITY`]) and counted ([`AppleSim::apns_stats`]).
+//!
 //! ## Admin HTTP API (under `/abm`, JSON)
 //!
 //! | Route | Body → answer |
@@ -146,16 +228,28 @@
 //! | `PUT /abm/session-policy` | `{"lifetime_seconds","rotate_every"?}` |
 //! | `PUT /abm/move-style` | `{"style":"added"\|"modified"}` |
 //! | `GET` or `DELETE /abm/requests?last=N` | the request log |
+//! | `POST /abm/vendor-certificate` | the vendor's CSR (PEM) as the raw body → its MDM signing certificate (PEM) |
+//! | `GET /abm/vendor-chain` | → the WWDR CA and root PEMs, in that order |
+//! | `GET /abm/push-certificates` | → `[{topic,apple_id,serial,not_before,not_after,revoked}]` |
+//! | `POST /abm/push-certificates` | `{"apple_id","request"}` → `201 {"certificate_pem","topic","serial","not_after","apple_id"}` |
+//! | `POST /abm/push-certificates/{topic}/renew` | `{"apple_id","request"}` → the same shape (403 for another Apple ID, 404 for an unknown topic) |
+//! | `POST /abm/push-certificates/{topic}/revoke` | → 204 |
+//! | `GET /abm/apns-ca` | → the APNs server certificate's CA (PEM) |
+//! | `POST /abm/push-tokens` | `{"topic","token"?: hex}` → `201 {"token","topic"}` (a random 32-byte token unless given) |
+//! | `DELETE /abm/push-tokens/{token}` | → 204; pushes to it then get 410 `Unregistered` |
+//! | `GET` or `DELETE /abm/pushes?last=N` | the APNs request log |
+//! | `GET /abm/push-stats` | → `{connections,handshake_failures,requests,delivered,rejected,server_errors,dropped}` |
 //!
 //! The faults body is `{"endpoint","faults":[…]}`.
 //!
 //! * `endpoint` is one of `session`, `account`, `fetch_devices`, `sync_devices`,
-//!   `device_details`, `disown`, `define_profile`, `get_profile`, `assign_profile` or
-//!   `remove_profile`.
+//!   `device_details`, `disown`, `define_profile`, `get_profile`, `assign_profile`,
+//!   `remove_profile` or `apns`.
 //! * Each entry of `faults` is `{"count","kind",…}`. `kind` is one of `pass`,
 //!   `unauthorized`, `forbidden`, `access_denied`, `terms_not_signed`,
-//!   `too_many_requests`, `service_unavailable`, `internal_error`, `bad_request`, `slow`
-//!   or `drop_connection`.
+//!   `too_many_requests`, `service_unavailable`, `internal_error`, `bad_request`, `slow`,
+//!   `drop_connection` or `go_away` (on the DEP API: 503 `SERVICE_UNAVAILABLE` with
+//!   `Connection: close`).
 //! * The optional keys depend on the kind:
 //!   * `too_many_requests` and `service_unavailable` take `retry_after_seconds` or
 //!     `retry_after_date_in_seconds`.
@@ -177,11 +271,13 @@
 #![warn(missing_docs)]
 
 mod admin;
+pub mod apns;
 mod catalog;
 mod clock;
 mod cursor;
 mod dep;
 pub mod oauth;
+pub mod pushcert;
 mod server;
 mod sim;
 mod state;
@@ -189,8 +285,10 @@ pub mod timefmt;
 pub mod token;
 mod types;
 
+pub use apns::{ApnsStats, PushReceiver, PushRecord, PushRegistration, PushWake};
 pub use clock::SimClock;
 pub use dep::{CURSOR_LIFETIME, DEFAULT_LIMIT, MAX_LIMIT, MAX_SERIALS};
+pub use pushcert::{IssuedPushCert, PushCertInfo};
 pub use server::RunningSim;
 pub use sim::{AppleSim, REQUEST_LOG_CAPACITY};
 pub use types::{

@@ -18,11 +18,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the DEP API (at the root) and the admin API (under /abm).
+    /// Serve the DEP API (at the root) and the admin API (under /abm), and APNs.
     Serve {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9800")]
         listen: SocketAddr,
+        /// Address of the APNs listener (HTTP/2 over TLS with client certificates).
+        #[arg(long, default_value = "127.0.0.1:9801")]
+        apns_listen: SocketAddr,
         /// Devices to buy for the default organisation and assign to the default MDM server.
         #[arg(long, default_value_t = 0)]
         devices: usize,
@@ -40,7 +43,11 @@ async fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { listen, devices } => match serve(listen, devices).await {
+        Command::Serve {
+            listen,
+            apns_listen,
+            devices,
+        } => match serve(listen, apns_listen, devices).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("applesim: {e}");
@@ -50,7 +57,7 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn serve(listen: SocketAddr, devices: usize) -> std::io::Result<()> {
+async fn serve(listen: SocketAddr, apns_listen: SocketAddr, devices: usize) -> std::io::Result<()> {
     let sim = AppleSim::new();
     let org = sim.create_org("Example Org", OrgKind::Business);
     let server = sim.create_mdm_server(org, "Example MDM Server");
@@ -58,10 +65,12 @@ async fn serve(listen: SocketAddr, devices: usize) -> std::io::Result<()> {
         let serials = sim.add_devices(org, devices, DeviceSpec::default());
         sim.assign_devices(server, &serials).map_err(std::io::Error::other)?;
     }
-    let running = sim.serve(listen).await?;
+    let running = sim.serve_with_apns(listen, apns_listen).await?;
     let b = &running.base_url;
+    let a = &running.apns_url;
     println!("applesim listening on {b}");
     println!("  DEP API base URL:  {b}");
+    println!("  APNs base URL:     {a}  (HTTP/2 + TLS; trust {b}/abm/apns-ca, present a push certificate)");
     println!("  admin API:         {b}/abm/…  (organisation {org}, MDM server {server}, {devices} devices assigned)");
     println!();
     println!("Get a server token for your MDM server:");
@@ -76,6 +85,14 @@ async fn serve(listen: SocketAddr, devices: usize) -> std::io::Result<()> {
         "  curl -X POST -d '{{\"endpoint\":\"fetch_devices\",\"faults\":[{{\"count\":1,\"kind\":\"too_many_requests\",\"retry_after_seconds\":30}}]}}' {b}/abm/faults"
     );
     println!("  curl {b}/abm/requests?last=20");
+    println!("Push certificates and APNs:");
+    println!("  curl --data-binary @vendor.csr {b}/abm/vendor-certificate > vendor.pem");
+    println!("  curl {b}/abm/vendor-chain          # WWDR + root, to append after vendor.pem");
+    println!(
+        "  curl -d '{{\"apple_id\":\"admin@example.com\",\"request\":\"<base64 plist>\"}}' {b}/abm/push-certificates"
+    );
+    println!("  curl -d '{{\"topic\":\"com.apple.mgmt.External.…\"}}' {b}/abm/push-tokens");
+    println!("  curl {b}/abm/pushes?last=20");
     println!("Stop with Ctrl-C.");
 
     wait_for_signal().await;

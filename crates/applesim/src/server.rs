@@ -1,4 +1,4 @@
-//! The HTTP listener: DEP API at the root, admin API under `/abm`.
+//! The listeners: DEP API at the root and admin API under `/abm` on one, APNs on another.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,22 +14,28 @@ use tower::ServiceExt as _;
 use crate::dep::ConnKill;
 use crate::sim::AppleSim;
 
-/// A running simulator listener. Dropping it stops the listener too (without waiting).
+/// A running simulator: the DEP and admin listener and the APNs listener. Dropping it
+/// stops both listeners too (without waiting).
 #[derive(Debug)]
 pub struct RunningSim {
     /// `http://127.0.0.1:PORT`, no trailing slash: the DEP base URL (admin API under `/abm`).
     pub base_url: String,
-    /// The bound address.
+    /// The bound address of the DEP and admin listener.
     pub addr: SocketAddr,
+    /// `https://127.0.0.1:PORT`, no trailing slash: the APNs base URL (HTTP/2 over TLS with
+    /// a client certificate; trust [`AppleSim::apns_ca_pem`]).
+    pub apns_url: String,
+    /// The bound address of the APNs listener.
+    pub apns_addr: SocketAddr,
     stop: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl RunningSim {
-    /// Stop accepting, close all connections and wait for the listener task to end.
+    /// Stop accepting, close all connections and wait for the listener tasks to end.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        if let Some(t) = self.task.take() {
+        for t in std::mem::take(&mut self.tasks) {
             let _ = t.await;
         }
     }
@@ -41,6 +47,18 @@ impl Drop for RunningSim {
     }
 }
 
+/// `HOST:PORT` of a bound address, with `127.0.0.1` for an unspecified IPv4 address and
+/// brackets around IPv6 addresses.
+pub(crate) fn host_port(addr: SocketAddr) -> String {
+    let host = match addr.ip() {
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+    };
+    format!("{host}:{}", addr.port())
+}
+
 pub(crate) fn router(sim: AppleSim) -> Router {
     Router::new()
         .nest("/abm", crate::admin::router())
@@ -49,24 +67,28 @@ pub(crate) fn router(sim: AppleSim) -> Router {
 }
 
 impl AppleSim {
-    /// Serve the DEP API (at the root) and the admin HTTP API (under `/abm`) on one
-    /// listener; returns once listening. `127.0.0.1:0` picks a free port.
+    /// Serve the DEP API (at the root) and the admin HTTP API (under `/abm`) on `addr`, and
+    /// APNs on a free port of the same IP address; returns once both listen. `127.0.0.1:0`
+    /// picks a free port.
     pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<RunningSim> {
+        self.serve_with_apns(addr, SocketAddr::new(addr.ip(), 0)).await
+    }
+
+    /// Like [`AppleSim::serve`], with the APNs listener on `apns_addr`.
+    pub async fn serve_with_apns(&self, addr: SocketAddr, apns_addr: SocketAddr) -> std::io::Result<RunningSim> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let host = match addr.ip() {
-            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-            std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_owned(),
-            std::net::IpAddr::V4(ip) => ip.to_string(),
-        };
-        let base_url = format!("http://{host}:{}", addr.port());
-        let (stop, mut stopped) = watch::channel(false);
+        let apns_listener = TcpListener::bind(apns_addr).await?;
+        let apns_addr = apns_listener.local_addr()?;
+        let base_url = format!("http://{}", host_port(addr));
+        let (stop, stopped) = watch::channel(false);
         let app = router(self.clone());
-        let task = tokio::spawn(async move {
+        let mut dep_stopped = stopped.clone();
+        let dep = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
                 tokio::select! {
-                    _ = stopped.changed() => break,
+                    _ = dep_stopped.changed() => break,
                     accepted = listener.accept() => {
                         let (stream, _) = match accepted {
                             Ok(x) => x,
@@ -87,11 +109,14 @@ impl AppleSim {
             conns.abort_all();
             while conns.join_next().await.is_some() {}
         });
+        let apns = tokio::spawn(crate::apns::accept_loop(self.clone(), apns_listener, stopped));
         Ok(RunningSim {
             base_url,
             addr,
+            apns_url: crate::apns::https_url(apns_addr),
+            apns_addr,
             stop,
-            task: Some(task),
+            tasks: vec![dep, apns],
         })
     }
 }

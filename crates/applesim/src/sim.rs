@@ -5,8 +5,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, Rw
 
 use time::OffsetDateTime;
 
+use crate::apns::ApnsState;
 use crate::clock::SimClock;
 use crate::cursor::CursorKey;
+use crate::pushcert::{PortalPki, PushCerts};
 use crate::state::{NONE, State};
 use crate::types::{
     DeviceChange, DeviceSpec, Endpoint, ErrorStyle, Fault, MoveStyle, OrgId, OrgKind, RequestRecord, ServerId,
@@ -65,6 +67,12 @@ pub(crate) struct Inner {
     pub faults: Mutex<Vec<VecDeque<Fault>>>,
     pub requests: Mutex<VecDeque<RequestRecord>>,
     pub cursor_key: CursorKey,
+    /// The simulated Apple PKI of the push certificate portal (made on first use).
+    pub portal: Mutex<Option<Arc<PortalPki>>>,
+    /// Push certificates the portal issued.
+    pub push_certs: RwLock<PushCerts>,
+    /// APNs: device tokens, push log, counters, TLS setup.
+    pub apns: ApnsState,
 }
 
 /// The simulator: Apple Business Manager's administrator side (in-process methods and an
@@ -109,6 +117,9 @@ impl AppleSim {
                 faults: Mutex::new(vec![VecDeque::new(); Endpoint::ALL.len()]),
                 requests: Mutex::new(VecDeque::new()),
                 cursor_key: CursorKey::random(),
+                portal: Mutex::new(None),
+                push_certs: RwLock::new(PushCerts::default()),
+                apns: ApnsState::new(),
             }),
         }
     }
@@ -301,6 +312,12 @@ impl AppleSim {
                 x.count = x.count.max(1);
                 x
             }));
+            if endpoint == Endpoint::Apns && !q.is_empty() {
+                self.inner
+                    .apns
+                    .faults_pending
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
         }
     }
 

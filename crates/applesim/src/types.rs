@@ -254,7 +254,8 @@ pub enum ErrorStyle {
     Json,
 }
 
-/// The DEP endpoints, for fault injection and request records.
+/// The endpoints faults can be injected into: the DEP endpoints (also used in request
+/// records) and the APNs provider API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Endpoint {
@@ -278,11 +279,13 @@ pub enum Endpoint {
     AssignProfile,
     /// `DELETE /profile/devices`.
     RemoveProfile,
+    /// APNs: `POST /3/device/<token>` on the APNs listener.
+    Apns,
 }
 
 impl Endpoint {
     /// All endpoints.
-    pub const ALL: [Endpoint; 10] = [
+    pub const ALL: [Endpoint; 11] = [
         Endpoint::Session,
         Endpoint::Account,
         Endpoint::FetchDevices,
@@ -293,6 +296,7 @@ impl Endpoint {
         Endpoint::GetProfile,
         Endpoint::AssignProfile,
         Endpoint::RemoveProfile,
+        Endpoint::Apns,
     ];
 
     pub(crate) fn index(self) -> usize {
@@ -307,6 +311,7 @@ impl Endpoint {
             Endpoint::GetProfile => 7,
             Endpoint::AssignProfile => 8,
             Endpoint::RemoveProfile => 9,
+            Endpoint::Apns => 10,
         }
     }
 }
@@ -370,6 +375,11 @@ pub enum FaultKind {
     Slow(Duration),
     /// Close the TCP connection without sending any response.
     DropConnection,
+    /// Answer 503 and close the connection in an orderly way. On APNs (HTTP/2) the answer
+    /// is `{"reason":"Shutdown"}` followed by a GOAWAY frame: requests already in flight
+    /// finish, new streams are refused and the connection then closes. On the DEP API
+    /// (HTTP/1.1) the answer is `SERVICE_UNAVAILABLE` with `Connection: close`.
+    GoAway,
 }
 
 /// One DEP request as the simulator saw it.
@@ -423,4 +433,24 @@ pub enum SimError {
     /// Invalid input to the admin API.
     #[error("{0}")]
     Invalid(String),
+    /// The certificate signing request given for an MDM vendor certificate is unusable.
+    #[error("invalid certificate signing request: {0}")]
+    InvalidCsr(String),
+    /// The Apple Push Certificates Portal refused an upload (the message says why and what to fix).
+    #[error("{0}")]
+    PushCertRequest(String),
+    /// No push certificate has this topic.
+    #[error("no push certificate has the topic {0}; create one first (renewal needs an existing topic)")]
+    UnknownTopic(String),
+    /// Renewal by another Apple ID than the one that created the certificate.
+    #[error(
+        "the push certificate with topic {0} belongs to another Apple ID; renew it with the Apple ID that created it (a new certificate would get a new topic, and every device would have to enroll again)"
+    )]
+    AppleIdMismatch(String),
+    /// A device token that is not 1 to 100 bytes, or not hex.
+    #[error("invalid device token: {0}")]
+    InvalidPushToken(String),
+    /// No device registered this push token.
+    #[error("unknown device token {0}")]
+    UnknownPushToken(String),
 }

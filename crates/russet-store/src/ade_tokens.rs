@@ -366,6 +366,20 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         crate::delete_versioned(&mut tx, "ade_tokens", id, expected_version, &audit).await?;
+        if self.backend() == crate::Backend::Postgres {
+            // No foreign key guards devices on PostgreSQL (migration 0004). The deleted row
+            // stays locked until commit, so a sync page either committed before this check
+            // (and its devices are seen here) or waits and then finds the token gone.
+            let devices: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM ade_devices WHERE token_id = $1)")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+            if devices {
+                return Err(StoreError::Constraint {
+                    constraint: "ade_devices.token_id: devices still belong to the token".into(),
+                });
+            }
+        }
         tx.commit().await?;
         Ok(())
     }

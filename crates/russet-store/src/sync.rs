@@ -365,6 +365,18 @@ impl Store {
             sqlx::query("SET LOCAL synchronous_commit TO OFF")
                 .execute(&mut *tx)
                 .await?;
+            // PostgreSQL has no foreign key from devices to their token (it cost a check per
+            // device): lock the token row once instead, so that it cannot be deleted while
+            // this page writes devices for it (see ade_token_delete).
+            let token: Option<i64> = sqlx::query_scalar("SELECT id FROM ade_tokens WHERE id = $1 FOR KEY SHARE")
+                .bind(page.token_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if token.is_none() {
+                return Err(StoreError::Constraint {
+                    constraint: format!("ade_devices.token_id: token {} no longer exists", page.token_id),
+                });
+            }
         }
         let counts = write_devices(&mut tx, self.backend(), page).await?;
         Ok(PreparedPage {

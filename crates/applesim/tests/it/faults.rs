@@ -175,6 +175,20 @@ async fn dropped_connection_is_a_transport_error() {
 }
 
 #[tokio::test]
+async fn go_away_answers_503_and_closes_the_connection() {
+    let w = World::new().await;
+    let mut d = w.logged_in().await;
+    w.sim
+        .push_faults(Endpoint::Account, vec![Fault::new(1, FaultKind::GoAway)]);
+    let r = d.get("/account").await;
+    assert_eq!((r.status, r.text.as_str()), (503, "SERVICE_UNAVAILABLE"));
+    assert_eq!(r.header("connection").as_deref(), Some("close"));
+    assert!(w.sim.requests().last().unwrap().fault.as_deref() == Some("GoAway"));
+    // The client reconnects and carries on.
+    assert_eq!(d.get("/account").await.status, 200);
+}
+
+#[tokio::test]
 async fn error_body_styles() {
     let w = World::new().await;
     let mut d = w.logged_in().await;
