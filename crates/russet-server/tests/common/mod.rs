@@ -78,9 +78,19 @@ pub async fn start_sim() -> (AppleSim, RunningSim, OrgId) {
 
 impl TestServer {
     pub async fn start(db: TestDb, opts: Options) -> TestServer {
+        Self::start_configured(db, opts, |_, _, _| {}).await
+    }
+
+    /// Starts with the configuration adjusted by `adjust` (which sees applesim).
+    pub async fn start_configured(
+        db: TestDb,
+        opts: Options,
+        adjust: impl FnOnce(&mut Config, &AppleSim, &RunningSim),
+    ) -> TestServer {
         let (sim, run, org) = start_sim().await;
         let clock = ManualClock::new(NOW);
-        let config = config_for(&db, &run.base_url, opts);
+        let mut config = config_for(&db, &run.base_url, opts);
+        adjust(&mut config, &sim, &run);
         let server = start(
             &config,
             StartOptions {

@@ -1,0 +1,584 @@
+//! The MDM core end to end over real HTTP, on SQLite and (when configured) PostgreSQL:
+//! the push certificate from applesim's portal (vendor-signed request made by Russet),
+//! an enrollment link, SCEP with Debian's `scepclient`, check-ins and command reports signed
+//! like a device signs them, pushes arriving at applesim's APNs, NotNow, inventory,
+//! impersonation refused.
+//!
+//! Needs `scepclient` (`RUSSET_TEST_SCEPCLIENT`; CI installs Debian's `scep`); without it the
+//! test says loudly that it was skipped.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration as StdDuration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use common::*;
+use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
+use openssl::pkey::{PKey, Private};
+use openssl::stack::Stack;
+use openssl::x509::{X509, X509NameBuilder, X509ReqBuilder};
+use plist::{Dictionary, Value};
+use reqwest::{Method, StatusCode};
+use russet_testkit::TestDb;
+use serde_json::json;
+
+const APPLE_ID: &str = "mdm-admin@example.com";
+
+fn scepclient(test: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("RUSSET_TEST_SCEPCLIENT").map(PathBuf::from);
+    match path {
+        Some(p) if p.exists() => Some(p),
+        _ => {
+            eprintln!(
+                "*** SKIPPED {test}: RUSSET_TEST_SCEPCLIENT is not set to Debian's scepclient (apt install scep) ***"
+            );
+            None
+        }
+    }
+}
+
+/// A simulated device: its identity from Russet's SCEP service, and what it says.
+struct Device {
+    udid: String,
+    serial: String,
+    cert: X509,
+    key: PKey<Private>,
+    dir: tempfile::TempDir,
+}
+
+impl Device {
+    fn key_path(&self) -> PathBuf {
+        self.dir.path().join("device.key")
+    }
+    fn cert_path(&self) -> PathBuf {
+        self.dir.path().join("device.pem")
+    }
+}
+
+/// The MDM vendor's identity (as Apple would have issued it) in files, for Russet's config.
+fn vendor_files(sim: &applesim::AppleSim, dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let key = PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_nid(openssl::nid::Nid::COMMONNAME, "MDM Vendor: Russet tests")
+        .unwrap();
+    let mut req = X509ReqBuilder::new().unwrap();
+    req.set_subject_name(&name.build()).unwrap();
+    req.set_pubkey(&key).unwrap();
+    req.sign(&key, openssl::hash::MessageDigest::sha256()).unwrap();
+    let csr = String::from_utf8(req.build().to_pem().unwrap()).unwrap();
+    let cert = sim.issue_vendor_certificate(&csr).unwrap();
+    let paths = (
+        dir.join("vendor.pem"),
+        dir.join("vendor.key"),
+        dir.join("vendor-chain.pem"),
+    );
+    std::fs::write(&paths.0, cert).unwrap();
+    std::fs::write(&paths.1, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    std::fs::write(&paths.2, sim.vendor_chain_pem()).unwrap();
+    paths
+}
+
+async fn start(test: &str) -> Vec<TestServer> {
+    let mut out = Vec::new();
+    for db in TestDb::all(test).await {
+        let dir = db.path().to_path_buf();
+        out.push(
+            TestServer::start_configured(db, Options::default(), |c, sim, run| {
+                let (cert, key, chain) = vendor_files(sim, &dir);
+                c.mdm.vendor_certificate_file = Some(cert);
+                c.mdm.vendor_key_file = Some(key);
+                c.mdm.vendor_chain_file = Some(chain);
+                c.mdm.organization = "Example Org".into();
+                // Debian's scepclient 2.1 only speaks single DES.
+                c.mdm.scep_allow_single_des = true;
+                let ca = dir.join("apns-ca.pem");
+                std::fs::write(&ca, sim.apns_ca_pem()).unwrap();
+                c.apple.apns_url = run.apns_url.clone();
+                c.apple.apns_ca_file = Some(ca);
+            })
+            .await,
+        );
+    }
+    out
+}
+
+/// CSR in Russet, signed request to applesim's portal, certificate back into Russet.
+async fn install_push_cert(s: &TestServer) -> String {
+    let csr = s
+        .json(s.req(Method::POST, "/api/v1/push-cert/csr"), StatusCode::CREATED)
+        .await;
+    let request = csr["signed_request"]
+        .as_str()
+        .expect("the vendor identity signs the request");
+    let issued = s
+        .sim
+        .push_portal_create(APPLE_ID, request)
+        .expect("Apple's portal accepts Russet's request");
+    let cert = s
+        .json(
+            s.req(Method::PUT, "/api/v1/push-cert")
+                .query(&[("apple_id", APPLE_ID)])
+                .body(issued.certificate_pem.clone()),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(cert["topic"], issued.topic);
+    issued.topic
+}
+
+async fn new_link(s: &TestServer, single_use: bool) -> String {
+    let link = s
+        .json(
+            s.req(Method::POST, "/api/v1/enrollment-links")
+                .json(&json!({ "name": "Test devices", "single_use": single_use })),
+            StatusCode::CREATED,
+        )
+        .await;
+    link["url"].as_str().unwrap().to_string()
+}
+
+/// Downloads the profile behind a link; returns (profile dictionary, SCEP payload).
+async fn profile(s: &TestServer, url: &str) -> (Dictionary, Dictionary) {
+    let resp = s.http.get(url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "application/x-apple-aspen-config"
+    );
+    let body = resp.bytes().await.unwrap();
+    let dict = Value::from_reader(std::io::Cursor::new(&body[..]))
+        .unwrap()
+        .into_dictionary()
+        .unwrap();
+    let scep = dict["PayloadContent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_dictionary)
+        .find(|p| p["PayloadType"].as_string() == Some("com.apple.security.scep"))
+        .unwrap()["PayloadContent"]
+        .as_dictionary()
+        .unwrap()
+        .clone();
+    (dict, scep)
+}
+
+fn mdm_payload(profile: &Dictionary) -> Dictionary {
+    profile["PayloadContent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_dictionary)
+        .find(|p| p["PayloadType"].as_string() == Some("com.apple.mdm"))
+        .unwrap()
+        .clone()
+}
+
+/// Installs the profile's identity with scepclient, as the device's SCEP client would.
+async fn scep_enroll(scepclient: &Path, scep: &Dictionary, n: usize) -> Result<Device, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("device.key");
+    let cert = dir.path().join("device.pem");
+    let out = tokio::process::Command::new(scepclient)
+        .args(["-server-url", scep["URL"].as_string().unwrap()])
+        .args(["-challenge", scep["Challenge"].as_string().unwrap()])
+        .arg("-private-key")
+        .arg(&key)
+        .arg("-certificate")
+        .arg(&cert)
+        .args(["-cn", &format!("device-{n}")])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    if !out.status.success() {
+        return Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(Device {
+        udid: format!("00008030-00{n:02}1A2B3C4D5E6F"),
+        serial: format!("F2LTEST{n:05}"),
+        cert: X509::from_pem(&std::fs::read(&cert).unwrap()).unwrap(),
+        key: PKey::private_key_from_pem(&std::fs::read(&key).unwrap()).unwrap(),
+        dir,
+    })
+}
+
+fn plist(entries: Vec<(&str, Value)>) -> Vec<u8> {
+    let mut d = Dictionary::new();
+    for (k, v) in entries {
+        d.insert(k.to_string(), v);
+    }
+    let mut out = Vec::new();
+    Value::Dictionary(d).to_writer_xml(&mut out).unwrap();
+    out
+}
+
+/// `Mdm-Signature`: a detached CMS signature over the body, as a device makes it.
+fn signature(device: &Device, body: &[u8]) -> String {
+    let p7 = Pkcs7::sign(
+        &device.cert,
+        &device.key,
+        &Stack::new().unwrap(),
+        body,
+        Pkcs7Flags::DETACHED | Pkcs7Flags::BINARY,
+    )
+    .unwrap();
+    STANDARD.encode(p7.to_der().unwrap())
+}
+
+async fn put(s: &TestServer, path: &str, body: Vec<u8>, sig: Option<String>, checkin: bool) -> (StatusCode, Vec<u8>) {
+    let mut req = s.http.put(format!("{}{path}", s.url)).body(body);
+    if checkin {
+        req = req.header("content-type", "application/x-apple-aspen-mdm-checkin");
+    }
+    if let Some(sig) = sig {
+        req = req.header("mdm-signature", sig);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status(), resp.bytes().await.unwrap().to_vec())
+}
+
+async fn checkin(s: &TestServer, device: &Device, as_udid: &str, entries: Vec<(&str, Value)>) -> (StatusCode, Vec<u8>) {
+    let mut all = vec![("UDID", Value::String(as_udid.into()))];
+    all.extend(entries);
+    let body = plist(all);
+    let sig = signature(device, &body);
+    put(s, "/mdm/checkin", body, Some(sig), true).await
+}
+
+async fn authenticate(s: &TestServer, d: &Device, topic: &str) -> StatusCode {
+    checkin(
+        s,
+        d,
+        &d.udid,
+        vec![
+            ("MessageType", Value::String("Authenticate".into())),
+            ("Topic", Value::String(topic.into())),
+            ("SerialNumber", Value::String(d.serial.clone())),
+            ("DeviceName", Value::String("Test iPhone".into())),
+            ("Model", Value::String("iPhone16,1".into())),
+        ],
+    )
+    .await
+    .0
+}
+
+async fn token_update(s: &TestServer, d: &Device, topic: &str, token: &[u8]) -> StatusCode {
+    checkin(
+        s,
+        d,
+        &d.udid,
+        vec![
+            ("MessageType", Value::String("TokenUpdate".into())),
+            ("Topic", Value::String(topic.into())),
+            ("Token", Value::Data(token.to_vec())),
+            ("PushMagic", Value::String(format!("magic-{}", d.udid))),
+            ("UnlockToken", Value::Data(b"unlock".to_vec())),
+        ],
+    )
+    .await
+    .0
+}
+
+/// A command report; returns the next command (uuid, request type) if any.
+async fn report(
+    s: &TestServer,
+    d: &Device,
+    status: &str,
+    uuid: Option<&str>,
+    extra: Vec<(&str, Value)>,
+) -> Option<(String, String)> {
+    let mut entries = vec![
+        ("UDID", Value::String(d.udid.clone())),
+        ("Status", Value::String(status.into())),
+    ];
+    if let Some(u) = uuid {
+        entries.push(("CommandUUID", Value::String(u.into())));
+    }
+    entries.extend(extra);
+    let body = plist(entries);
+    let sig = signature(d, &body);
+    let (code, out) = put(s, "/mdm/connect", body, Some(sig), false).await;
+    assert_eq!(code, StatusCode::OK, "{}", String::from_utf8_lossy(&out));
+    if out.is_empty() {
+        return None;
+    }
+    let cmd = Value::from_reader(std::io::Cursor::new(&out[..]))
+        .unwrap()
+        .into_dictionary()
+        .unwrap();
+    Some((
+        cmd["CommandUUID"].as_string().unwrap().to_string(),
+        cmd["Command"].as_dictionary().unwrap()["RequestType"]
+            .as_string()
+            .unwrap()
+            .to_string(),
+    ))
+}
+
+async fn woken(reg: &mut applesim::PushRegistration) -> String {
+    match tokio::time::timeout(StdDuration::from_secs(15), reg.receiver.recv()).await {
+        Ok(Some(w)) => w.push_magic,
+        other => panic!("no push arrived: {:?}", other.map(|w| w.map(|w| w.push_magic))),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enroll_through_a_link_command_push_and_report() {
+    let test = "mdm::enroll_link";
+    let Some(scep) = scepclient(test) else { return };
+    for s in start(test).await {
+        // Without a push certificate a link serves nothing a device could use.
+        let url = new_link(&s, false).await;
+        let e = s.json(s.http.request(Method::GET, &url), StatusCode::CONFLICT).await;
+        assert_eq!(code(&e), "no_push_certificate");
+
+        let topic = install_push_cert(&s).await;
+        let (profile_dict, scep_payload) = profile(&s, &url).await;
+        let mdm = mdm_payload(&profile_dict);
+        assert_eq!(mdm["Topic"].as_string(), Some(topic.as_str()));
+        assert_eq!(
+            mdm["ServerURL"].as_string(),
+            Some(format!("{}/mdm/connect", s.url).as_str())
+        );
+        assert_eq!(mdm["SignMessage"].as_boolean(), Some(true));
+        assert_eq!(mdm["AccessRights"].as_signed_integer(), Some(8191));
+
+        let a = scep_enroll(&scep, &scep_payload, 1)
+            .await
+            .expect("scepclient enrolls with the challenge");
+        // The challenge is single use.
+        let again = scep_enroll(&scep, &scep_payload, 9).await;
+        assert!(again.is_err(), "a used challenge is refused");
+
+        let mut reg = s.sim.register_push_token(&topic);
+        assert_eq!(authenticate(&s, &a, &topic).await, StatusCode::OK);
+        assert_eq!(token_update(&s, &a, &topic, &reg.token).await, StatusCode::OK);
+        // Enrolled: Russet queues the first DeviceInformation and wakes the device.
+        assert_eq!(woken(&mut reg).await, format!("magic-{}", a.udid));
+        let (uuid, rt) = report(&s, &a, "Idle", None, vec![])
+            .await
+            .expect("a command is waiting");
+        assert_eq!(rt, "DeviceInformation");
+        let mut answers = Dictionary::new();
+        answers.insert("DeviceName".into(), Value::String("Alice's iPhone".into()));
+        answers.insert("OSVersion".into(), Value::String("18.1".into()));
+        answers.insert("SerialNumber".into(), Value::String(a.serial.clone()));
+        answers.insert("ModelName".into(), Value::String("iPhone".into()));
+        let next = report(
+            &s,
+            &a,
+            "Acknowledged",
+            Some(&uuid),
+            vec![("QueryResponses", Value::Dictionary(answers))],
+        )
+        .await;
+        assert!(next.is_none(), "an empty body when nothing is queued");
+        let enrolled = s
+            .json(
+                s.req(Method::GET, &format!("/api/v1/enrollments/{}", a.udid)),
+                StatusCode::OK,
+            )
+            .await;
+        assert_eq!(enrolled["device_name"], "Alice's iPhone");
+        assert_eq!(enrolled["os_version"], "18.1");
+        assert_eq!(enrolled["serial_number"], a.serial);
+        assert_eq!(enrolled["enabled"], true);
+
+        // An administrator's command to the serial number: pushed, NotNow, re-offered, acknowledged.
+        let queued = s
+            .json(
+                s.req(Method::POST, "/api/v1/commands").json(&json!({
+                    "targets": { "serials": [a.serial, "NOT-ENROLLED"] },
+                    "command": { "request_type": "SecurityInfo" }
+                })),
+                StatusCode::CREATED,
+            )
+            .await;
+        assert_eq!(queued["queued"], 1);
+        assert_eq!(queued["not_enrolled"], json!(["NOT-ENROLLED"]));
+        let cmd = queued["command_uuid"].as_str().unwrap().to_string();
+        woken(&mut reg).await;
+        let (got, rt) = report(&s, &a, "Idle", None, vec![]).await.unwrap();
+        assert_eq!((got.as_str(), rt.as_str()), (cmd.as_str(), "SecurityInfo"));
+        assert!(report(&s, &a, "NotNow", Some(&cmd), vec![]).await.is_none());
+        let (got, _) = report(&s, &a, "Idle", None, vec![])
+            .await
+            .expect("NotNow'd command comes back");
+        assert_eq!(got, cmd);
+        assert!(report(&s, &a, "Acknowledged", Some(&cmd), vec![]).await.is_none());
+        let status = s
+            .json(s.req(Method::GET, &format!("/api/v1/commands/{cmd}")), StatusCode::OK)
+            .await;
+        assert_eq!(status["devices"][0]["status"], "Acknowledged");
+        assert_eq!(status["devices"][0]["not_now_count"], 1);
+        // Invalid commands are refused before anything is queued.
+        let e = s
+            .json(
+                s.req(Method::POST, "/api/v1/commands").json(&json!({
+                    "targets": { "serials": [a.serial] },
+                    "command": { "request_type": "DeviceLock", "pin": "12" }
+                })),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await;
+        assert!(!message(&e).is_empty());
+
+        // A second device; neither may speak for the other.
+        let (_, scep2) = profile(&s, &url).await;
+        let b = scep_enroll(&scep, &scep2, 2).await.unwrap();
+        assert_eq!(authenticate(&s, &b, &topic).await, StatusCode::OK);
+        let impostor = Device {
+            udid: a.udid.clone(),
+            serial: a.serial.clone(),
+            cert: b.cert.clone(),
+            key: b.key.clone(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let body = plist(vec![
+            ("UDID", Value::String(a.udid.clone())),
+            ("Status", Value::String("Idle".into())),
+        ]);
+        let (code_, text) = put(
+            &s,
+            "/mdm/connect",
+            body.clone(),
+            Some(signature(&impostor, &body)),
+            false,
+        )
+        .await;
+        assert_eq!(code_, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(&text));
+        assert_eq!(
+            authenticate(&s, &impostor, &topic).await,
+            StatusCode::BAD_REQUEST,
+            "A's UDID with B's certificate"
+        );
+        // A tampered body, no signature, garbage, unknown message types: 400, never 401.
+        let sig = signature(&a, &body);
+        let mut tampered = body.clone();
+        tampered.extend_from_slice(b"\n");
+        assert_eq!(
+            put(&s, "/mdm/connect", tampered, Some(sig), false).await.0,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            put(&s, "/mdm/connect", body.clone(), None, false).await.0,
+            StatusCode::BAD_REQUEST
+        );
+        let junk = b"not a plist".to_vec();
+        assert_eq!(
+            put(&s, "/mdm/checkin", junk.clone(), Some(signature(&a, &junk)), true)
+                .await
+                .0,
+            StatusCode::BAD_REQUEST
+        );
+        let (c, _) = checkin(&s, &a, &a.udid, vec![("MessageType", Value::String("Bogus".into()))]).await;
+        assert_eq!(c, StatusCode::BAD_REQUEST);
+        let (c, _) = checkin(
+            &s,
+            &a,
+            &a.udid,
+            vec![
+                ("MessageType", Value::String("UserAuthenticate".into())),
+                ("UserID", Value::String("U1".into())),
+            ],
+        )
+        .await;
+        assert_eq!(c, StatusCode::GONE, "user channels are declined with 410");
+        let big = vec![b' '; russet_core::mdm::MAX_CHECKIN_BODY + 10];
+        assert_eq!(
+            put(&s, "/mdm/checkin", big, None, true).await.0,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+
+        // An Mdm-Signature made by the openssl command line is accepted.
+        let body = plist(vec![
+            ("UDID", Value::String(a.udid.clone())),
+            ("Status", Value::String("Idle".into())),
+        ]);
+        let body_path = a.dir.path().join("body.plist");
+        std::fs::write(&body_path, &body).unwrap();
+        let out = std::process::Command::new("openssl")
+            .args(["cms", "-sign", "-binary", "-outform", "DER", "-md", "sha256"])
+            .arg("-signer")
+            .arg(a.cert_path())
+            .arg("-inkey")
+            .arg(a.key_path())
+            .arg("-in")
+            .arg(&body_path)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {
+                let (c, _) = put(&s, "/mdm/connect", body, Some(STANDARD.encode(o.stdout)), false).await;
+                assert_eq!(c, StatusCode::OK);
+            }
+            _ => eprintln!("*** SKIPPED {test} (openssl cms part): the openssl command line is missing ***"),
+        }
+
+        // CheckOut: no more pushes for A.
+        let (c, _) = checkin(
+            &s,
+            &a,
+            &a.udid,
+            vec![
+                ("MessageType", Value::String("CheckOut".into())),
+                ("Topic", Value::String(topic.clone())),
+            ],
+        )
+        .await;
+        assert_eq!(c, StatusCode::OK);
+        let e = s
+            .json(
+                s.req(Method::POST, "/api/v1/commands").json(&json!({
+                    "targets": { "udids": [a.udid] },
+                    "command": { "request_type": "ProfileList" }
+                })),
+                StatusCode::NOT_FOUND,
+            )
+            .await;
+        assert_eq!(code(&e), "no_enrolled_targets");
+        s.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_certificate_renewal_through_apples_portal() {
+    for s in start("mdm::push_renewal").await {
+        let topic = install_push_cert(&s).await;
+        // "Create" instead of "Renew" in Apple's portal: a new topic, refused.
+        let csr = s
+            .json(s.req(Method::POST, "/api/v1/push-cert/csr"), StatusCode::CREATED)
+            .await;
+        let request = csr["signed_request"].as_str().unwrap();
+        let wrong = s.sim.push_portal_create(APPLE_ID, request).unwrap();
+        assert_ne!(wrong.topic, topic);
+        let e = s
+            .json(
+                s.req(Method::PUT, "/api/v1/push-cert").body(wrong.certificate_pem),
+                StatusCode::CONFLICT,
+            )
+            .await;
+        assert_eq!(code(&e), "push_topic_changed");
+        // "Renew": same topic, accepted.
+        let renewed = s.sim.push_portal_renew(APPLE_ID, &topic, request).unwrap();
+        assert_eq!(renewed.topic, topic);
+        let cert = s
+            .json(
+                s.req(Method::PUT, "/api/v1/push-cert").body(renewed.certificate_pem),
+                StatusCode::OK,
+            )
+            .await;
+        assert_eq!(cert["topic"], topic);
+        assert_eq!(
+            cert["serial"].as_str().map(str::to_lowercase),
+            Some(renewed.serial_hex.to_lowercase())
+        );
+        s.stop().await;
+    }
+}
