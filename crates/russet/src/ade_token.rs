@@ -277,9 +277,6 @@ fn read_limited(path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Writes a file, refusing to overwrite an existing one (a public key file may already be
-/// uploaded somewhere).
-
 fn inspect(key: &Path, cert: Option<&Path>, file: &Path, show_secrets: bool, as_json: bool) -> Result<()> {
     let key_pem = std::fs::read_to_string(key).with_context(|| format!("cannot read the key {}", key.display()))?;
     let bytes = read_limited(file)?;

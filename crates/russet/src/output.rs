@@ -111,7 +111,8 @@ fn progress_line(job: &Value) -> String {
     }
 }
 
-/// Writes a new file; refuses to overwrite one that exists.
+/// Writes a new file, refusing to overwrite an existing one (a public key file may already
+/// be uploaded somewhere).
 pub fn write_new_file(path: &Path, contents: &[u8]) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
