@@ -43,7 +43,7 @@ pub enum PushCertError {
     Key(String),
     #[error(
         "the file is not a certificate: {0}. Upload the certificate Apple's push certificate portal issued \
-         (MDM_ Russet_Certificate.pem, PEM or DER)"
+         (a .pem file; DER is accepted too)"
     )]
     NotACertificate(String),
     #[error("the push certificate file holds {0} certificates; upload only the one Apple issued")]

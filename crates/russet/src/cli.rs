@@ -38,6 +38,94 @@ pub enum Command {
     /// The MDM push certificate: make the CSR, upload Apple's certificate, renew it keeping its topic.
     #[command(subcommand)]
     PushCert(PushCertCommand),
+    /// Enrollment links for devices outside ABM.
+    #[command(subcommand)]
+    EnrollmentLink(EnrollmentLinkCommand),
+    /// MDM commands for enrolled devices.
+    #[command(subcommand)]
+    Command(CommandCommand),
+    /// Enrolled devices (MDM enrollments).
+    #[command(subcommand)]
+    Enrollment(EnrollmentCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnrollmentLinkCommand {
+    /// Create a link; its URL is printed once.
+    Create {
+        /// A name, e.g. "Loaner iPads".
+        #[arg(long)]
+        name: String,
+        /// Days the link stays usable (1-365).
+        #[arg(long, default_value_t = 30)]
+        valid_days: i64,
+        /// The link enrolls one device, then stops working.
+        #[arg(long)]
+        single_use: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List links with their status and use.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke a link: its URL serves nothing any more.
+    Revoke {
+        id: i64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CommandCommand {
+    /// Queue a command for devices and push them.
+    Send {
+        /// Target by serial number (repeatable).
+        #[arg(long = "serial", value_name = "SERIAL")]
+        serials: Vec<String>,
+        /// Target by UDID (repeatable).
+        #[arg(long = "udid", value_name = "UDID")]
+        udids: Vec<String>,
+        /// A command without options: DeviceInformation, SecurityInfo, ProfileList,
+        /// InstalledApplicationList, RestartDevice, DeviceConfigured.
+        #[arg(long, value_name = "TYPE", conflicts_with_all = ["command_json", "plist"])]
+        request_type: Option<String>,
+        /// The typed command as JSON, e.g. '{"request_type":"DeviceLock","pin":"123456"}'.
+        #[arg(long, value_name = "JSON", conflicts_with = "plist")]
+        command_json: Option<String>,
+        /// A raw command plist file (CommandUUID and Command).
+        #[arg(long, value_name = "FILE")]
+        plist: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Each device's status of a command.
+    Show {
+        uuid: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnrollmentCommand {
+    /// List enrolled devices.
+    List {
+        /// Only this serial number.
+        #[arg(long)]
+        serial: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// One enrollment with its inventory.
+    Show {
+        /// Enrollment id (the UDID for a device).
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

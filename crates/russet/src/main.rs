@@ -6,6 +6,7 @@ mod ade_token;
 mod cli;
 mod client;
 mod device;
+mod mdm;
 mod output;
 mod profile;
 mod push_cert;
@@ -51,6 +52,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::AdminKey(AdminKeyCommand::Rotate { local, print }) => rotate(local, print).await,
         Command::AdeToken(cmd) => ade_token::run(cmd).await,
         Command::PushCert(cmd) => push_cert::run(cmd).await,
+        Command::EnrollmentLink(cmd) => mdm::run_links(cmd).await,
+        Command::Command(cmd) => mdm::run_commands(cmd).await,
+        Command::Enrollment(cmd) => mdm::run_enrollments(cmd).await,
         Command::Profile(cmd) => profile::run(cmd).await,
         Command::Device(cmd) => device::run(cmd).await,
     }
