@@ -42,8 +42,8 @@ pub enum Command {
     #[command(subcommand)]
     EnrollmentLink(EnrollmentLinkCommand),
     /// MDM commands for enrolled devices.
-    #[command(subcommand)]
-    Command(CommandCommand),
+    #[command(subcommand, name = "command")]
+    Commands(CommandCommand),
     /// Enrolled devices (MDM enrollments).
     #[command(subcommand)]
     Enrollment(EnrollmentCommand),

@@ -53,7 +53,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::AdeToken(cmd) => ade_token::run(cmd).await,
         Command::PushCert(cmd) => push_cert::run(cmd).await,
         Command::EnrollmentLink(cmd) => mdm::run_links(cmd).await,
-        Command::Command(cmd) => mdm::run_commands(cmd).await,
+        Command::Commands(cmd) => mdm::run_commands(cmd).await,
         Command::Enrollment(cmd) => mdm::run_enrollments(cmd).await,
         Command::Profile(cmd) => profile::run(cmd).await,
         Command::Device(cmd) => device::run(cmd).await,
