@@ -45,10 +45,12 @@ pub enum CheckinReply {
     Gone,
 }
 
-/// Certificate pins known to this process (SHA-256 → device channel id). A pin never moves
-/// to another device, so a cached answer stays true.
+/// Certificates this process already checked: SHA-256 → (the device channel it is pinned
+/// to, its expiry). A pin never moves to another device and the CA does not change, so only
+/// the expiry needs checking again; the chain verification is skipped for a known
+/// certificate.
 #[derive(Default)]
-pub(crate) struct PinCache(std::sync::Mutex<HashMap<String, String>>);
+pub(crate) struct PinCache(std::sync::Mutex<HashMap<String, (String, OffsetDateTime)>>);
 
 pub(crate) type SharedPinCache = Arc<PinCache>;
 
@@ -71,21 +73,23 @@ impl Core {
                  needs an Mdm-Signature header (or a client certificate)",
             )
         })?;
-        let ca = self.device_ca().await?;
         let now = self.clock.now();
-        let info = russet_apple::mdm::verify_device_identity(cert, std::slice::from_ref(&ca.cert), now)
-            .map_err(|e| refused(format!("the device identity is not accepted: {e}")))?;
-        let sha = info.sha256_hex;
-        if let Ok(cache) = self.pins.0.lock()
-            && let Some(pinned) = cache.get(&sha)
+        let sha = russet_apple::mdm::cert_sha256_hex(cert)
+            .map_err(|e| refused(format!("the device identity cannot be read: {e}")))?;
+        let cached = self.pins.0.lock().ok().and_then(|c| c.get(&sha).cloned());
+        if let Some((pinned, not_after)) = cached
+            && not_after > now
         {
             if pinned == device_id {
                 return Ok(sha);
             }
             if !authenticate {
-                return Err(self.impersonation(&sha, pinned, device_id));
+                return Err(self.impersonation(&sha, &pinned, device_id));
             }
         }
+        let ca = self.device_ca().await?;
+        let info = russet_apple::mdm::verify_device_identity(cert, std::slice::from_ref(&ca.cert), now)
+            .map_err(|e| refused(format!("the device identity is not accepted: {e}")))?;
         let record = self
             .store
             .mdm_certificate_get(&sha)
@@ -123,7 +127,7 @@ impl Core {
         match pinned_to {
             Some(p) if p == device_id => {
                 if let Ok(mut cache) = self.pins.0.lock() {
-                    cache.insert(sha.clone(), p);
+                    cache.insert(sha.clone(), (p, info.not_after));
                 }
                 Ok(sha)
             }

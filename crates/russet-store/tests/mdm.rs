@@ -129,12 +129,29 @@ async fn ca_is_created_once_and_its_key_is_sealed() {
 async fn challenges_are_single_use_and_expire() {
     for db in TestDb::all("mdm::challenges").await {
         let store = open(&db).await;
+        let mut links = Vec::new();
+        for single in [false, true] {
+            let link = store
+                .enrollment_link_create(
+                    "L",
+                    &format!("hash-{single}"),
+                    single,
+                    NOW + Duration::days(1),
+                    "t",
+                    NOW,
+                    audit(),
+                )
+                .await
+                .unwrap();
+            links.push(link.id.to_string());
+        }
+        let (many, once) = (links[0].clone(), links[1].clone());
         store
-            .scep_challenge_create("h1", "enrollment_link", Some("7"), NOW, NOW + Duration::hours(1))
+            .scep_challenge_create("h1", "enrollment_link", Some(&many), NOW, NOW + Duration::hours(1))
             .await
             .unwrap();
         store
-            .scep_challenge_create("h2", "enrollment_link", None, NOW, NOW + Duration::hours(1))
+            .scep_challenge_create("h2", "ade", None, NOW, NOW + Duration::hours(1))
             .await
             .unwrap();
         let used = store
@@ -144,7 +161,7 @@ async fn challenges_are_single_use_and_expire() {
             .unwrap();
         assert_eq!(
             (used.purpose.as_str(), used.reference.as_deref()),
-            ("enrollment_link", Some("7"))
+            ("enrollment_link", Some(many.as_str()))
         );
         let issued = store.mdm_certificate_get("c1").await.unwrap().unwrap();
         assert_eq!(issued.challenge_id, Some(used.id));
@@ -169,8 +186,32 @@ async fn challenges_are_single_use_and_expire() {
                 .unwrap(),
             Err(ChallengeRefusal::Expired)
         );
+        // A single-use link: the first device's challenge works, a second device's is refused
+        // even though its own challenge is fresh.
+        for h in ["s1", "s2"] {
+            store
+                .scep_challenge_create(h, "enrollment_link", Some(&once), NOW, NOW + Duration::hours(1))
+                .await
+                .unwrap();
+        }
+        assert!(
+            store
+                .scep_issue_with_challenge("s1", &cert("c5", "05"), NOW)
+                .await
+                .unwrap()
+                .is_ok()
+        );
+        assert_eq!(
+            store
+                .scep_issue_with_challenge("s2", &cert("c6", "06"), NOW)
+                .await
+                .unwrap(),
+            Err(ChallengeRefusal::LinkSpent)
+        );
+        let spent = store.enrollment_link_get(once.parse().unwrap()).await.unwrap().unwrap();
+        assert_eq!((spent.enrollments, spent.used_at), (1, Some(NOW)));
         // Refused challenges recorded no certificate.
-        for sha in ["c2", "c3", "c4"] {
+        for sha in ["c2", "c3", "c4", "c6"] {
             assert!(store.mdm_certificate_get(sha).await.unwrap().is_none());
         }
     }
