@@ -523,27 +523,25 @@ impl Core {
             }
         };
         let t = &req.targets;
-        let all: Vec<String> = t
-            .serials
-            .iter()
-            .chain(&t.udids)
-            .chain(&t.enrollment_ids)
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
-        if all.is_empty() {
+        let clean = |v: &mut dyn Iterator<Item = &String>| -> Vec<String> {
+            v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+        };
+        let ids = clean(&mut t.udids.iter().chain(&t.enrollment_ids));
+        let serials = clean(&mut t.serials.iter());
+        let total = ids.len() + serials.len();
+        if total == 0 {
             return Err(CoreError::invalid(
                 "no_targets",
                 "name the devices: targets.serials, targets.udids or targets.enrollment_ids",
             ));
         }
-        if all.len() > MAX_TARGETS {
+        if total > MAX_TARGETS {
             return Err(CoreError::invalid(
                 "too_many_targets",
                 format!("at most {MAX_TARGETS} targets per command"),
             ));
         }
-        let (ids, missing) = self.store.mdm_resolve_targets(&all).await?;
+        let (ids, missing) = self.store.mdm_resolve_targets(&ids, &serials).await?;
         if ids.is_empty() {
             return Err(
                 CoreError::not_found("no_enrolled_targets", "none of the targets is an enrolled device")

@@ -611,27 +611,45 @@ impl Store {
         rows.iter().map(enrollment_from_row).collect()
     }
 
-    /// Resolves targets given as enrollment ids, UDIDs or serial numbers to enabled device
-    /// channel ids. Unknown or unenrolled targets are returned apart.
-    pub async fn mdm_resolve_targets(&self, targets: &[String]) -> Result<(Vec<String>, Vec<String>), StoreError> {
-        let mut found = Vec::new();
-        let mut missing = Vec::new();
-        for t in targets {
-            let id: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM mdm_enrollments WHERE (id = $1 OR udid = $1 OR serial_number = $1) AND id = device_id \
-                 AND enabled = 1 ORDER BY id LIMIT 1",
-            )
-            .bind(t)
-            .fetch_optional(self.pool())
-            .await?;
-            match id {
-                Some(id) => found.push(id),
-                None => missing.push(t.clone()),
+    /// Resolves targets to enabled device channels: `ids` are enrollment ids (the UDID of a
+    /// device channel), `serials` serial numbers. Returns the channels (sorted, once each) and
+    /// the targets that are no enrolled device. Both lookups use an index, a list at a time.
+    pub async fn mdm_resolve_targets(
+        &self,
+        ids: &[String],
+        serials: &[String],
+    ) -> Result<(Vec<String>, Vec<String>), StoreError> {
+        let mut found = std::collections::BTreeSet::new();
+        let mut matched = std::collections::HashSet::new();
+        for (list, column, name) in [
+            (ids, "id", "mdm_resolve_ids"),
+            (serials, "serial_number", "mdm_resolve_serials"),
+        ] {
+            for chunk in list.chunks(IN_LIST) {
+                let sql = bulk_sql(self.backend(), name, chunk.len(), || {
+                    format!(
+                        "SELECT id, {column} AS matched FROM mdm_enrollments WHERE {column} IN ({}) \
+                         AND id = device_id AND enabled = 1",
+                        placeholders(1, chunk.len())
+                    )
+                });
+                let mut q = sqlx::query(sql);
+                for t in chunk {
+                    q = q.bind(t);
+                }
+                for row in q.fetch_all(self.pool()).await? {
+                    found.insert(row.try_get::<String, _>("id")?);
+                    matched.insert(row.try_get::<Option<String>, _>("matched")?.unwrap_or_default());
+                }
             }
         }
-        found.sort();
-        found.dedup();
-        Ok((found, missing))
+        let missing = ids
+            .iter()
+            .chain(serials)
+            .filter(|t| !matched.contains(*t))
+            .cloned()
+            .collect();
+        Ok((found.into_iter().collect(), missing))
     }
 
     /// Stores the latest DeviceInformation answer (JSON) and the fields Russet shows.

@@ -303,7 +303,7 @@ async fn enrollment_lifecycle() {
         // Targets: only enabled device channels, by UDID or serial.
         store.mdm_token_update(&token_update("A"), NOW).await.unwrap();
         let (found, missing) = store
-            .mdm_resolve_targets(&["SERA".into(), "A".into(), "ghost".into()])
+            .mdm_resolve_targets(&["A".into(), "ghost".into()], &["SERA".into()])
             .await
             .unwrap();
         assert_eq!((found, missing), (vec!["A".to_string()], vec!["ghost".to_string()]));
