@@ -582,3 +582,100 @@ async fn push_certificate_renewal_through_apples_portal() {
         s.stop().await;
     }
 }
+
+/// A renewal uploaded to one process reaches every process sharing the database: the second
+/// server's next push uses the new certificate (the old one has expired by then, so a push
+/// with it would be refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_push_certificate_reaches_every_process() {
+    use std::sync::Arc;
+    for s in start("mdm::renewal_two_processes").await {
+        let topic = install_push_cert(&s).await;
+        // A second server on the same database, with the same master key and Apple.
+        let mut config = russet_server::config::Config {
+            listen: "127.0.0.1:0".into(),
+            data_dir: s.db.path().join("second"),
+            database_url: Some(s.db.url.clone()),
+            ..russet_server::config::Config::default()
+        };
+        config.sync.enabled = false;
+        config.apple.apns_url = s.sim_run.as_ref().unwrap().apns_url.clone();
+        config.apple.apns_ca_file = Some(s.db.path().join("apns-ca.pem"));
+        let master = std::fs::read_to_string(s.db.path().join("data").join("master.key")).unwrap();
+        let clock2 = russet_core::ManualClock::new(NOW);
+        let second = russet_server::serve::start(
+            &config,
+            russet_server::serve::StartOptions {
+                master_key: Some(secrecy::SecretString::from(master.trim().to_string())),
+                clock: Arc::new(clock2.clone()),
+            },
+        )
+        .await
+        .expect("second server starts");
+        // An enrolled device (written as check-ins would write it).
+        let mut reg = s.sim.register_push_token(&topic);
+        let store = &s.server.core.store;
+        let udid = "00008030-000A1B2C3D4E5F60".to_string();
+        store
+            .mdm_authenticate(
+                &russet_store::mdm::AuthenticateRecord {
+                    id: udid.clone(),
+                    kind: "device".into(),
+                    udid: Some(udid.clone()),
+                    topic: topic.clone(),
+                    ..Default::default()
+                },
+                NOW,
+            )
+            .await
+            .unwrap();
+        store
+            .mdm_token_update(
+                &russet_store::mdm::TokenUpdateRecord {
+                    id: udid.clone(),
+                    device_id: udid.clone(),
+                    kind: "device".into(),
+                    udid: Some(udid.clone()),
+                    topic: topic.clone(),
+                    push_token: reg.token_hex.clone(),
+                    push_magic: "magic".into(),
+                    ..Default::default()
+                },
+                NOW,
+            )
+            .await
+            .unwrap();
+        let pushed = second.core.push_enrollments(std::slice::from_ref(&udid)).await.unwrap();
+        assert_eq!(pushed.sent, 1, "{pushed:?}");
+        woken(&mut reg).await;
+        // 200 days on, the first server renews (same topic, a new key, a year from now).
+        let later = NOW + time::Duration::days(200);
+        s.set_time(later);
+        clock2.set(later);
+        let csr = s
+            .json(s.req(Method::POST, "/api/v1/push-cert/csr"), StatusCode::CREATED)
+            .await;
+        let renewed = s
+            .sim
+            .push_portal_renew(APPLE_ID, &topic, csr["signed_request"].as_str().unwrap())
+            .unwrap();
+        s.json(
+            s.req(Method::PUT, "/api/v1/push-cert").body(renewed.certificate_pem),
+            StatusCode::OK,
+        )
+        .await;
+        // Past the first certificate's expiry: only the renewed one is accepted by APNs.
+        let past = NOW + time::Duration::days(380);
+        s.set_time(past);
+        clock2.set(past);
+        let pushed = second.core.push_enrollments(std::slice::from_ref(&udid)).await.unwrap();
+        assert_eq!(
+            (pushed.sent, pushed.certificate_refused),
+            (1, 0),
+            "the second process pushes with the renewed certificate: {pushed:?}"
+        );
+        woken(&mut reg).await;
+        second.shutdown().await.unwrap();
+        s.stop().await;
+    }
+}
