@@ -209,6 +209,81 @@ async fn scep_enroll(scepclient: &Path, scep: &Dictionary, n: usize) -> Result<D
     })
 }
 
+/// Gets the profile's identity with strongSwan's `pki --scep` (AES, SHA-256, POST), when
+/// `RUSSET_TEST_STRONGSWAN_PKI` names it.
+async fn strongswan_enroll(s: &TestServer, scep: &Dictionary, n: usize) -> Option<Device> {
+    let pki = std::env::var_os("RUSSET_TEST_STRONGSWAN_PKI")
+        .map(PathBuf::from)
+        .filter(|p| p.exists());
+    let Some(pki) = pki else {
+        eprintln!(
+            "*** SKIPPED mdm (strongSwan part): RUSSET_TEST_STRONGSWAN_PKI is not set (apt install strongswan-pki) ***"
+        );
+        return None;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: Vec<String>| {
+        let pki = pki.clone();
+        async move {
+            tokio::process::Command::new(&pki)
+                .args(args)
+                .kill_on_drop(true)
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let key_out = run(["--gen", "--type", "rsa", "--size", "2048", "--outform", "pem"]
+        .map(String::from)
+        .to_vec())
+    .await;
+    assert!(key_out.status.success(), "pki --gen");
+    let key_path = dir.path().join("device.key");
+    std::fs::write(&key_path, &key_out.stdout).unwrap();
+    let ca = s
+        .http
+        .get(format!("{}/scep?operation=GetCACert", s.url))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let ca_path = dir.path().join("ca.der");
+    std::fs::write(&ca_path, &ca).unwrap();
+    let out = run(vec![
+        "--scep".into(),
+        "--url".into(),
+        scep["URL"].as_string().unwrap().into(),
+        "--in".into(),
+        key_path.display().to_string(),
+        "--dn".into(),
+        format!("CN=strongswan-device-{n}"),
+        "--cacert-enc".into(),
+        ca_path.display().to_string(),
+        "--cacert-sig".into(),
+        ca_path.display().to_string(),
+        "--password".into(),
+        scep["Challenge"].as_string().unwrap().into(),
+        "--outform".into(),
+        "pem".into(),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "pki --scep against Russet: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(Device {
+        udid: format!("00008030-00{n:02}1A2B3C4D5E6F"),
+        serial: format!("F2LTEST{n:05}"),
+        cert: X509::from_pem(&out.stdout).unwrap(),
+        key: PKey::private_key_from_pem(&key_out.stdout).unwrap(),
+        dir,
+    })
+}
+
 fn plist(entries: Vec<(&str, Value)>) -> Vec<u8> {
     let mut d = Dictionary::new();
     for (k, v) in entries {
@@ -432,7 +507,10 @@ async fn enroll_through_a_link_command_push_and_report() {
 
         // A second device; neither may speak for the other.
         let (_, scep2) = profile(&s, &url).await;
-        let b = scep_enroll(&scep, &scep2, 2).await.unwrap();
+        let b = match strongswan_enroll(&s, &scep2, 2).await {
+            Some(d) => d,
+            None => scep_enroll(&scep, &scep2, 2).await.unwrap(),
+        };
         assert_eq!(authenticate(&s, &b, &topic).await, StatusCode::OK);
         let impostor = Device {
             udid: a.udid.clone(),
