@@ -591,8 +591,8 @@ impl Store {
         row.as_ref().map(enrollment_from_row).transpose()
     }
 
-    /// Device channels (and their user channels when `with_users`) ordered by id, after
-    /// `after`, at most `limit`.
+    /// Enrollments (device and user channels) ordered by id, after `after`, at most `limit`,
+    /// only those of one serial number when `serial` is given.
     pub async fn mdm_enrollment_list(
         &self,
         after: Option<&str>,
