@@ -208,26 +208,14 @@ pub(crate) fn bulk_sql(
     sqlx::AssertSqlSafe(sql)
 }
 
-/// Serials among `serials` that are already known, with their token (PostgreSQL).
-pub(crate) async fn existing_pg(
-    conn: &mut sqlx::AnyConnection,
-    serials: &[&str],
-) -> Result<std::collections::HashMap<String, i64>, StoreError> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT serial_number, token_id FROM ade_devices WHERE serial_number = {}",
-        pg_any_text(1)
-    )))
-    .bind(serde_json::to_string(serials).map_err(|e| StoreError::Corrupt(e.to_string()))?)
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(rows.into_iter().collect())
-}
-
 /// Writes devices: new serials are inserted; known ones updated unless the stored record
 /// is newer (`op_date`). A device arriving under another token moves to it and loses the
 /// profile chosen under the old one. With `new_only`, known serials are left untouched.
-/// On SQLite a device that moves keeps the token it left in `previous_token_id` (see
-/// [`take_moved`]). Returns how many records were written (not those left alone).
+/// A device that moves keeps the token it left in `previous_token_id` until the page has
+/// counted it. Returns, on PostgreSQL, the serials this statement inserted and moved
+/// (`RETURNING`, cheaper there than looking the page's serials up first; the marks are
+/// cleared at once); on SQLite `None`: new rows are told apart by id and moves collected with
+/// [`take_moved`] (see the sync's `write_devices`).
 pub(crate) async fn upsert(
     conn: &mut sqlx::AnyConnection,
     backend: Backend,
@@ -236,16 +224,10 @@ pub(crate) async fn upsert(
     new_only: bool,
     seen_at: OffsetDateTime,
     now: OffsetDateTime,
-) -> Result<u64, StoreError> {
+) -> Result<Option<Written>, StoreError> {
     const COLS: usize = 19;
-    // SQLite: a moved device keeps the token it left until the page has counted it (see
-    // take_moved). PostgreSQL looks the serials up before writing instead.
-    let marker = match backend {
-        Backend::Sqlite => {
-            "previous_token_id = CASE WHEN ade_devices.token_id = excluded.token_id THEN NULL ELSE ade_devices.token_id END, "
-        }
-        Backend::Postgres => "",
-    };
+    // A moved device keeps the token it left until the page has counted it (see take_moved).
+    let marker = "previous_token_id = CASE WHEN ade_devices.token_id = excluded.token_id THEN NULL ELSE ade_devices.token_id END, ";
     let conflict = if new_only {
         "ON CONFLICT (serial_number) DO NOTHING".to_string()
     } else {
@@ -272,10 +254,11 @@ pub(crate) async fn upsert(
     let mut sorted: Vec<&DeviceUpsert> = devices.iter().collect();
     sorted.sort_unstable_by(|a, b| a.serial_number.cmp(&b.serial_number));
     if backend == Backend::Postgres {
-        return upsert_pg(conn, token_id, &sorted, &conflict, seen_at, now).await;
+        return upsert_pg(conn, token_id, &sorted, &conflict, seen_at, now)
+            .await
+            .map(Some);
     }
     let name = if new_only { "upsert_new_only" } else { "upsert" };
-    let mut written = 0;
     for chunk in sorted.chunks(ROWS_PER_STATEMENT) {
         let sql = bulk_sql(backend, name, chunk.len(), || {
             let rows: Vec<String> = (0..chunk.len())
@@ -311,14 +294,16 @@ pub(crate) async fn upsert(
                 .bind(to_millis(now))
                 .bind(to_millis(now));
         }
-        written += q.execute(&mut *conn).await?.rows_affected();
+        q.execute(&mut *conn).await?;
     }
-    Ok(written)
+    Ok(None)
 }
 
 /// [`upsert`] on PostgreSQL: the page travels as one JSON parameter that
 /// `json_to_recordset` turns into rows. Planning a multi-row `VALUES` of thousands of
-/// parameters cost PostgreSQL more than writing the rows; this statement plans once.
+/// parameters cost PostgreSQL more than writing the rows; this statement plans once. Returns
+/// the serials it inserted (`xmax = 0` marks a row version this statement created rather
+/// than updated).
 async fn upsert_pg(
     conn: &mut sqlx::AnyConnection,
     token_id: i64,
@@ -326,9 +311,9 @@ async fn upsert_pg(
     conflict: &str,
     seen_at: OffsetDateTime,
     now: OffsetDateTime,
-) -> Result<u64, StoreError> {
+) -> Result<Written, StoreError> {
     if devices.is_empty() {
-        return Ok(0);
+        return Ok(Written::default());
     }
     let rows: Vec<serde_json::Value> = devices
         .iter()
@@ -364,26 +349,53 @@ async fn upsert_pg(
            asset_tag text, os text, device_family text, abm_profile_uuid text, abm_profile_status text, \
            abm_profile_assign_time bigint, abm_profile_push_time bigint, device_assigned_date bigint, \
            device_assigned_by text, op_type text, op_date bigint) \
-         {conflict}"
+         {conflict} RETURNING serial_number, (xmax = 0) AS inserted, previous_token_id"
     );
-    Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows: Vec<(String, bool, Option<i64>)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(token_id)
         .bind(to_millis(seen_at))
         .bind(to_millis(now))
         .bind(json)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected())
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut out = Written::default();
+    for (serial, inserted, previous) in rows {
+        if inserted {
+            out.inserted.push(serial);
+        } else if previous.is_some() {
+            out.moved.push(serial);
+        }
+    }
+    if !out.moved.is_empty() {
+        // The marks have been read: clear them in this transaction, by serial.
+        for chunk in out.moved.chunks(IN_LIST) {
+            let sql = bulk_sql(Backend::Postgres, "clear_moved", chunk.len(), || {
+                format!(
+                    "UPDATE ade_devices SET previous_token_id = NULL WHERE serial_number IN ({})",
+                    placeholders(1, chunk.len())
+                )
+            });
+            let mut q = sqlx::query(sql);
+            for serial in chunk {
+                q = q.bind(serial);
+            }
+            q.execute(&mut *conn).await?;
+        }
+    }
+    Ok(out)
 }
 
-/// PostgreSQL: `ANY` over a JSON array of strings bound as parameter `$n`, so a whole list
-/// is one parameter (an index scan per element, one plan whatever the length).
-pub(crate) fn pg_any_text(n: usize) -> String {
-    format!("ANY (ARRAY(SELECT json_array_elements_text(${n}::json)))")
+/// What a PostgreSQL upsert wrote: the serials it inserted, and those it moved from another
+/// token (their marks already cleared).
+#[derive(Debug, Default)]
+pub(crate) struct Written {
+    pub inserted: Vec<String>,
+    pub moved: Vec<String>,
 }
 
-/// The devices that [`upsert`] just moved to `token_id` from another token (SQLite); their
-/// `previous_token_id` is cleared, so each move is taken once, in the transaction that made it.
+/// The devices that [`upsert`] just moved to `token_id` from another token; their
+/// `previous_token_id` is cleared, so each move is taken once, in the transaction that made
+/// it (other transactions never see a mark: it is set and cleared before commit).
 pub(crate) async fn take_moved(conn: &mut sqlx::AnyConnection, token_id: i64) -> Result<Vec<String>, StoreError> {
     Ok(sqlx::query_scalar(
         "UPDATE ade_devices SET previous_token_id = NULL WHERE previous_token_id IS NOT NULL AND +token_id = $1 \

@@ -7,7 +7,7 @@ use sqlx::Row;
 use time::OffsetDateTime;
 
 use crate::Backend;
-use crate::devices::{DeviceUpsert, IN_LIST, bulk_sql, existing_pg, mark_removed, placeholders, take_moved, upsert};
+use crate::devices::{DeviceUpsert, IN_LIST, bulk_sql, mark_removed, placeholders, take_moved, upsert};
 use crate::jobs::update_progress;
 use crate::{Store, StoreError, opt_from_millis, to_millis};
 
@@ -207,22 +207,20 @@ async fn write_devices(
     backend: Backend,
     page: &SyncPage<'_>,
 ) -> Result<PageCounts, StoreError> {
-    let serials: Vec<&str> = page.upserts.iter().map(|d| d.serial_number.as_str()).collect();
-    // Which devices are new or moved. SQLite has a single writer, so the rows this
-    // transaction inserts are exactly those above the highest id before it, and the upsert
-    // marks the devices it moves: no need to look every serial up first (which cost 10-20 %
-    // of a page). PostgreSQL writes two pages at once, so there ids do not separate them;
-    // look the serials up.
-    let (known, last_id) = match backend {
-        Backend::Postgres => (Some(existing_pg(&mut *conn, &serials).await?), 0),
+    // Which devices are new or moved, without looking every serial up first (that cost
+    // 10-20 % of a page): the upsert marks the devices it moves with the token they left.
+    // PostgreSQL returns the serials it inserted and moved. On SQLite (where RETURNING cost as
+    // much as the lookup), with a single writer, the rows this transaction inserts are exactly
+    // those above the highest id before it, and take_moved collects and clears the marks.
+    let last_id = match backend {
+        Backend::Postgres => 0,
         Backend::Sqlite => {
-            let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM ade_devices")
+            sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(id), 0) FROM ade_devices")
                 .fetch_one(&mut *conn)
-                .await?;
-            (None, last)
+                .await?
         }
     };
-    upsert(
+    let inserted = upsert(
         &mut *conn,
         backend,
         page.token_id,
@@ -232,18 +230,14 @@ async fn write_devices(
         page.now,
     )
     .await?;
-    let moved: Vec<String> = match &known {
-        // A limited fetch leaves known devices where they are.
-        Some(_) if page.new_only => Vec::new(),
-        Some(known) => serials
-            .iter()
-            .filter(|s| known.get(**s).is_some_and(|t| *t != page.token_id))
-            .map(|s| s.to_string())
-            .collect(),
-        None => take_moved(&mut *conn, page.token_id).await?,
+    // A limited fetch leaves known devices where they are, so it moves none.
+    let (inserted, moved) = match inserted {
+        Some(w) => (Some(w.inserted), w.moved),
+        None if page.new_only => (None, Vec::new()),
+        None => (None, take_moved(&mut *conn, page.token_id).await?),
     };
-    let added = match &known {
-        Some(known) => serials.iter().filter(|s| !known.contains_key(**s)).count() as u64,
+    let added = match &inserted {
+        Some(serials) => serials.len() as u64,
         None => {
             sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM ade_devices WHERE id > $1")
                 .bind(last_id)
@@ -264,8 +258,8 @@ async fn write_devices(
     if let Some(profile_id) = page.default_profile_id {
         // Devices new to this token: inserted, or moved in from another token.
         let mut fresh: Vec<&str> = moved.iter().map(String::as_str).collect();
-        match &known {
-            Some(known) => fresh.extend(serials.iter().filter(|s| !known.contains_key(**s))),
+        match &inserted {
+            Some(serials) => fresh.extend(serials.iter().map(String::as_str)),
             None => {
                 counts.default_marked +=
                     mark_default_inserted(&mut *conn, page.token_id, profile_id, last_id, page.now).await?;
