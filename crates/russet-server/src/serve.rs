@@ -288,6 +288,17 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<RunningServ
             config.data_dir.join(ADMIN_KEY_FILE).display()
         );
     }
+    // The device CA: made on the first start, loaded on every later one. Making its
+    // RSA-3072 key can take a second, so it happens in the background: the server answers at
+    // once, and a device arriving meanwhile waits for the same CA.
+    {
+        let core = core.clone();
+        tokio::spawn(async move {
+            if let Err(e) = core.device_ca().await {
+                tracing::error!(error = %e, "cannot load or create the device CA; enrollment will fail until it can");
+            }
+        });
+    }
 
     let addr = config.listen_addr()?;
     let listener = std::net::TcpListener::bind(addr).map_err(|e| StartError::Bind {
