@@ -757,3 +757,92 @@ async fn a_renewed_push_certificate_reaches_every_process() {
         s.stop().await;
     }
 }
+
+/// The re-push round wakes, oldest push first and at most `limit` at a time, the devices
+/// whose commands have waited longer than the re-push interval; devices without waiting
+/// commands, or pushed recently, are left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_devices_are_pushed_again_oldest_first() {
+    for s in start("mdm::repush").await {
+        let topic = install_push_cert(&s).await;
+        let store = &s.server.core.store;
+        let mut regs = Vec::new();
+        for i in 0..3 {
+            let udid = format!("00008030-0000000000000{i:03}");
+            let reg = s.sim.register_push_token(&topic);
+            store
+                .mdm_authenticate(
+                    &russet_store::mdm::AuthenticateRecord {
+                        id: udid.clone(),
+                        kind: "device".into(),
+                        udid: Some(udid.clone()),
+                        serial_number: Some(format!("REPUSH{i}")),
+                        topic: topic.clone(),
+                        ..Default::default()
+                    },
+                    NOW,
+                )
+                .await
+                .unwrap();
+            store
+                .mdm_token_update(
+                    &russet_store::mdm::TokenUpdateRecord {
+                        id: udid.clone(),
+                        device_id: udid.clone(),
+                        kind: "device".into(),
+                        udid: Some(udid.clone()),
+                        topic: topic.clone(),
+                        push_token: reg.token_hex.clone(),
+                        push_magic: format!("magic-{i}"),
+                        ..Default::default()
+                    },
+                    NOW,
+                )
+                .await
+                .unwrap();
+            regs.push((udid, reg));
+        }
+        // Commands for devices 0 and 1 (each enqueue pushes them at once); device 2 has none.
+        for (i, (udid, reg)) in regs.iter_mut().enumerate().take(2) {
+            s.advance(time::Duration::minutes(10));
+            s.json(
+                s.req(Method::POST, "/api/v1/commands").json(&json!({
+                    "targets": { "udids": [udid] },
+                    "command": { "request_type": "ProfileList" }
+                })),
+                StatusCode::CREATED,
+            )
+            .await;
+            assert_eq!(woken(reg).await, format!("magic-{i}"));
+            // Russet records the push once APNs answered; wait for that.
+            for _ in 0..200 {
+                let e = s
+                    .json(
+                        s.req(Method::GET, &format!("/api/v1/enrollments/{udid}")),
+                        StatusCode::OK,
+                    )
+                    .await;
+                if !e["last_push_at"].is_null() {
+                    break;
+                }
+                tokio::time::sleep(StdDuration::from_millis(25)).await;
+            }
+        }
+        let core = &s.server.core;
+        // Within the interval nothing is due.
+        assert_eq!(core.repush_pending(10).await.unwrap().sent, 0);
+        // Past it, the device pushed longest ago goes first.
+        s.advance(core.settings.repush_interval + time::Duration::minutes(15));
+        let first = core.repush_pending(1).await.unwrap();
+        assert_eq!(first.sent, 1);
+        assert_eq!(woken(&mut regs[0].1).await, "magic-0");
+        let second = core.repush_pending(10).await.unwrap();
+        assert_eq!(second.sent, 1, "device 0 was just pushed; device 2 has nothing waiting");
+        assert_eq!(woken(&mut regs[1].1).await, "magic-1");
+        assert!(
+            regs[2].1.receiver.try_recv().is_none(),
+            "no push without a waiting command"
+        );
+        s.stop().await;
+    }
+}
