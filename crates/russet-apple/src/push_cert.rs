@@ -267,7 +267,8 @@ impl PushCertificate {
                 n => return Err(PushCertError::SeveralCertificates(n)),
             }
         } else {
-            X509::from_der(trimmed).map_err(|e| PushCertError::NotACertificate(openssl_reasons(&e)))?
+            // DER is binary: its last byte may well be one that looks like whitespace.
+            X509::from_der(bytes).map_err(|e| PushCertError::NotACertificate(openssl_reasons(&e)))?
         };
         let topic = cert
             .subject_name()
@@ -401,6 +402,23 @@ mod tests {
         assert_eq!(der_info, info);
         let other = key_of(&generate_key_and_csr("x", "y").unwrap());
         assert!(!cert_matches_key(&parsed, &other));
+    }
+
+    #[test]
+    fn der_is_read_as_is_whatever_its_last_byte() {
+        // A DER certificate whose last signature byte is 0x0A, 0x20… must not be trimmed like
+        // PEM text: sign until one ends that way.
+        let key = key_of(&generate_key_and_csr("x", "y").unwrap());
+        for i in 0..2000 {
+            let topic = format!("com.apple.mgmt.External.{i}");
+            let der = cert_with_uid(&key, Some(&topic)).to_der().unwrap();
+            if der.last().is_some_and(|b| b.is_ascii_whitespace()) {
+                let (info, _) = PushCertificate::parse(&der).unwrap();
+                assert_eq!(info.topic, topic);
+                return;
+            }
+        }
+        panic!("no signature ended in a whitespace byte in 2000 tries");
     }
 
     #[test]
