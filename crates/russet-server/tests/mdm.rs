@@ -397,6 +397,42 @@ async fn report(
     ))
 }
 
+/// An enrolled device written straight to the store, as its Authenticate and TokenUpdate
+/// would write it (for tests about pushes, not about check-ins).
+async fn enrolled(s: &TestServer, udid: &str, serial: Option<String>, topic: &str, token_hex: &str, magic: &str) {
+    let store = &s.server.core.store;
+    store
+        .mdm_authenticate(
+            &russet_store::mdm::AuthenticateRecord {
+                id: udid.into(),
+                kind: "device".into(),
+                udid: Some(udid.into()),
+                serial_number: serial,
+                topic: topic.into(),
+                ..Default::default()
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    store
+        .mdm_token_update(
+            &russet_store::mdm::TokenUpdateRecord {
+                id: udid.into(),
+                device_id: udid.into(),
+                kind: "device".into(),
+                udid: Some(udid.into()),
+                topic: topic.into(),
+                push_token: token_hex.into(),
+                push_magic: magic.into(),
+                ..Default::default()
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+}
+
 async fn woken(reg: &mut applesim::PushRegistration) -> String {
     match tokio::time::timeout(StdDuration::from_secs(15), reg.receiver.recv()).await {
         Ok(Some(w)) => w.push_magic,
@@ -692,37 +728,8 @@ async fn a_renewed_push_certificate_reaches_every_process() {
         .expect("second server starts");
         // An enrolled device (written as check-ins would write it).
         let mut reg = s.sim.register_push_token(&topic);
-        let store = &s.server.core.store;
         let udid = "00008030-000A1B2C3D4E5F60".to_string();
-        store
-            .mdm_authenticate(
-                &russet_store::mdm::AuthenticateRecord {
-                    id: udid.clone(),
-                    kind: "device".into(),
-                    udid: Some(udid.clone()),
-                    topic: topic.clone(),
-                    ..Default::default()
-                },
-                NOW,
-            )
-            .await
-            .unwrap();
-        store
-            .mdm_token_update(
-                &russet_store::mdm::TokenUpdateRecord {
-                    id: udid.clone(),
-                    device_id: udid.clone(),
-                    kind: "device".into(),
-                    udid: Some(udid.clone()),
-                    topic: topic.clone(),
-                    push_token: reg.token_hex.clone(),
-                    push_magic: "magic".into(),
-                    ..Default::default()
-                },
-                NOW,
-            )
-            .await
-            .unwrap();
+        enrolled(&s, &udid, None, &topic, &reg.token_hex, "magic").await;
         let pushed = second.core.push_enrollments(std::slice::from_ref(&udid)).await.unwrap();
         assert_eq!(pushed.sent, 1, "{pushed:?}");
         woken(&mut reg).await;
@@ -765,41 +772,19 @@ async fn a_renewed_push_certificate_reaches_every_process() {
 async fn waiting_devices_are_pushed_again_oldest_first() {
     for s in start("mdm::repush").await {
         let topic = install_push_cert(&s).await;
-        let store = &s.server.core.store;
         let mut regs = Vec::new();
         for i in 0..3 {
             let udid = format!("00008030-0000000000000{i:03}");
             let reg = s.sim.register_push_token(&topic);
-            store
-                .mdm_authenticate(
-                    &russet_store::mdm::AuthenticateRecord {
-                        id: udid.clone(),
-                        kind: "device".into(),
-                        udid: Some(udid.clone()),
-                        serial_number: Some(format!("REPUSH{i}")),
-                        topic: topic.clone(),
-                        ..Default::default()
-                    },
-                    NOW,
-                )
-                .await
-                .unwrap();
-            store
-                .mdm_token_update(
-                    &russet_store::mdm::TokenUpdateRecord {
-                        id: udid.clone(),
-                        device_id: udid.clone(),
-                        kind: "device".into(),
-                        udid: Some(udid.clone()),
-                        topic: topic.clone(),
-                        push_token: reg.token_hex.clone(),
-                        push_magic: format!("magic-{i}"),
-                        ..Default::default()
-                    },
-                    NOW,
-                )
-                .await
-                .unwrap();
+            enrolled(
+                &s,
+                &udid,
+                Some(format!("REPUSH{i}")),
+                &topic,
+                &reg.token_hex,
+                &format!("magic-{i}"),
+            )
+            .await;
             regs.push((udid, reg));
         }
         // Commands for devices 0 and 1 (each enqueue pushes them at once); device 2 has none.
