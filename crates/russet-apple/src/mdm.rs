@@ -43,6 +43,6 @@ pub use profile::{
 };
 pub use report::{DeviceInventory, ErrorChainItem, Report, Status, decode_report, device_information};
 pub use signature::{
-    IdentityInfo, MdmIdentityError, cert_sha256_hex, client_cert_from_header, verify_device_identity,
-    verify_device_identity_with_intermediates, verify_mdm_signature,
+    DeviceCertificate, IdentityInfo, MdmIdentityError, SignatureVerifier, VerifierCounts, cert_sha256_hex,
+    client_cert_from_header, verify_device_identity, verify_device_identity_with_intermediates, verify_mdm_signature,
 };

@@ -12,8 +12,8 @@ use openssl::hash::MessageDigest;
 use openssl::stack::Stack;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use russet_apple::mdm::{
-    MdmIdentityError, cert_sha256_hex, client_cert_from_header, verify_device_identity,
-    verify_device_identity_with_intermediates, verify_mdm_signature,
+    MdmIdentityError, SignatureVerifier, VerifierCounts, cert_sha256_hex, client_cert_from_header,
+    verify_device_identity, verify_device_identity_with_intermediates, verify_mdm_signature,
 };
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -587,4 +587,140 @@ fn intermediates_complete_the_chain() {
     // Validity of the whole range is honoured.
     assert_eq!(info.not_after.unix_timestamp(), Y2044);
     assert!(Y2024 < NOW.unix_timestamp());
+}
+
+// ---------------------------------------------------------------------------------------
+// SignatureVerifier: the same answers as verify_mdm_signature, from its memory
+
+/// Every form a signature takes, checked by a fresh verifier twice (the second time from its
+/// memory of the certificate) and compared with `verify_mdm_signature`; then the body and the
+/// signature are altered on the remembered path.
+#[test]
+fn verifier_gives_the_same_answers_from_memory() {
+    let Some(openssl) = openssl_cli("verifier_gives_the_same_answers_from_memory") else {
+        return;
+    };
+    let p = pki();
+    let sha256 = cli_sign(&openssl, &[&p.device], BODY, &["-md", "sha256"]);
+    let forms: Vec<(&str, Vec<u8>)> = vec![
+        ("SHA-256", sha256.clone()),
+        ("SHA-1", cli_sign(&openssl, &[&p.device], BODY, &["-md", "sha1"])),
+        ("BER", outer_layers_to_ber(&sha256)),
+        (
+            "key identifier",
+            cli_sign(&openssl, &[&p.device], BODY, &["-md", "sha256", "-keyid"]),
+        ),
+        (
+            "no signed attributes",
+            cli_sign(&openssl, &[&p.device], BODY, &["-md", "sha256", "-noattr"]),
+        ),
+    ];
+    let expected_sha = cert_sha256_hex(&p.device.cert).expect("hash");
+    for (form, der) in &forms {
+        let verifier = SignatureVerifier::new(16);
+        let value = header(der);
+        let reference = verify_mdm_signature(&value, BODY).expect(form);
+        for round in ["first", "remembered"] {
+            let got = verifier
+                .verify(&value, BODY)
+                .unwrap_or_else(|e| panic!("{form}, {round}: {e}"));
+            assert_eq!(got.sha256_hex(), expected_sha, "{form}, {round}");
+            assert!(
+                same_cert(&got.certificate().expect("parse"), &reference),
+                "{form}, {round}"
+            );
+        }
+        assert_eq!(verifier.remembered(), 1, "{form}");
+        // The common forms are checked from memory the second time; the rest by OpenSSL.
+        let fast = u64::from(*form != "no signed attributes");
+        assert_eq!(verifier.counts(), VerifierCounts { fast, full: 2 - fast }, "{form}");
+
+        let mut tampered = BODY.to_vec();
+        tampered[60] ^= 0x01;
+        let err = verifier.verify(&value, &tampered).expect_err("tampered body");
+        assert!(
+            matches!(err, MdmIdentityError::SignatureMismatch { .. }),
+            "{form}: {err:?}"
+        );
+        let err = verifier.verify(&value, b"").expect_err("empty body");
+        assert!(
+            matches!(err, MdmIdentityError::SignatureMismatch { .. }),
+            "{form}: {err:?}"
+        );
+    }
+
+    // The signature value is the last element of a DER SignedData: damage its last byte.
+    let verifier = SignatureVerifier::new(16);
+    verifier.verify(&header(&sha256), BODY).expect("remembered");
+    let mut forged = sha256.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 0x5a;
+    let err = verifier.verify(&header(&forged), BODY).expect_err("forged signature");
+    assert!(matches!(err, MdmIdentityError::SignatureMismatch { .. }), "{err:?}");
+    assert_eq!(err, verify_mdm_signature(&header(&forged), BODY).expect_err("forged"));
+}
+
+/// Refusals come out exactly as `verify_mdm_signature` words them, even for a certificate
+/// the verifier remembers.
+#[test]
+fn verifier_refuses_what_verify_mdm_signature_refuses() {
+    let Some(openssl) = openssl_cli("verifier_refuses_what_verify_mdm_signature_refuses") else {
+        return;
+    };
+    let p = pki();
+    let second = issue(&device_spec("device-0002"), Some(&p.ca));
+    let verifier = SignatureVerifier::new(16);
+    verifier
+        .verify(
+            &header(&cli_sign(&openssl, &[&p.device], BODY, &["-md", "sha256"])),
+            BODY,
+        )
+        .expect("remembered");
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "two signers",
+            header(&cli_sign(&openssl, &[&p.device, &second], BODY, &["-md", "sha256"])),
+        ),
+        (
+            "no certificate",
+            header(&cli_sign(&openssl, &[&p.device], BODY, &["-md", "sha256", "-nocerts"])),
+        ),
+        (
+            "attached",
+            header(&cli_sign(&openssl, &[&p.device], BODY, &["-md", "sha256", "-nodetach"])),
+        ),
+        ("MD5", header(&cli_sign(&openssl, &[&p.device], BODY, &["-md", "md5"]))),
+        ("not base64", "%%%".to_owned()),
+        ("empty", "  ".to_owned()),
+        ("not CMS", STANDARD.encode(b"hello")),
+    ];
+    for (case, value) in cases {
+        let ours = verifier.verify(&value, BODY).expect_err(case);
+        let reference = verify_mdm_signature(&value, BODY).expect_err(case);
+        assert_eq!(ours, reference, "{case}");
+    }
+}
+
+/// The memory is bounded and certificates it forgot still verify.
+#[test]
+fn verifier_memory_is_bounded() {
+    let Some(openssl) = openssl_cli("verifier_memory_is_bounded") else {
+        return;
+    };
+    let p = pki();
+    let devices: Vec<Issued> = (0..5)
+        .map(|i| issue(&device_spec(&format!("device-{i}")), Some(&p.ca)))
+        .collect();
+    let signatures: Vec<String> = devices
+        .iter()
+        .map(|d| header(&cli_sign(&openssl, &[d], BODY, &["-md", "sha256"])))
+        .collect();
+    let verifier = SignatureVerifier::new(4);
+    for _ in 0..3 {
+        for (d, s) in devices.iter().zip(&signatures) {
+            let got = verifier.verify(s, BODY).expect("verifies");
+            assert_eq!(got.sha256_hex(), cert_sha256_hex(&d.cert).expect("hash"));
+            assert!(verifier.remembered() <= 4, "{}", verifier.remembered());
+        }
+    }
 }

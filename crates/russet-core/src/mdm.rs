@@ -12,9 +12,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use openssl::x509::X509;
 use russet_apple::mdm::checkin::{self, CheckinMessage};
-use russet_apple::mdm::{CommandRequest, decode_checkin, decode_report, validate_raw_command};
+use russet_apple::mdm::{CommandRequest, DeviceCertificate, decode_checkin, decode_report, validate_raw_command};
 use russet_store::audit::{Actor, NewAuditEntry};
 use russet_store::mdm::{
     AuthenticateRecord, CommandRecord, EnrollmentRecord, InventoryFields, NewCommand, ReportRecord, TokenUpdateRecord,
@@ -63,7 +62,7 @@ impl Core {
     /// pins it. Returns the certificate's SHA-256.
     async fn check_identity(
         &self,
-        cert: Option<&X509>,
+        cert: Option<&DeviceCertificate>,
         device_id: &str,
         authenticate: bool,
     ) -> Result<String, CoreError> {
@@ -74,8 +73,7 @@ impl Core {
             )
         })?;
         let now = self.clock.now();
-        let sha = russet_apple::mdm::cert_sha256_hex(cert)
-            .map_err(|e| refused(format!("the device identity cannot be read: {e}")))?;
+        let sha = cert.sha256_hex().to_owned();
         let cached = self.pins.0.lock().ok().and_then(|c| c.get(&sha).cloned());
         if let Some((pinned, not_after)) = cached
             && not_after > now
@@ -88,7 +86,10 @@ impl Core {
             }
         }
         let ca = self.device_ca().await?;
-        let info = russet_apple::mdm::verify_device_identity(cert, std::slice::from_ref(&ca.cert), now)
+        let x509 = cert
+            .certificate()
+            .map_err(|e| refused(format!("the device identity cannot be read: {e}")))?;
+        let info = russet_apple::mdm::verify_device_identity(&x509, std::slice::from_ref(&ca.cert), now)
             .map_err(|e| refused(format!("the device identity is not accepted: {e}")))?;
         let record = self
             .store
@@ -163,7 +164,7 @@ impl Core {
     }
 
     /// Handles a check-in (`PUT` to the check-in URL).
-    pub async fn mdm_checkin(&self, body: &[u8], cert: Option<&X509>) -> Result<CheckinReply, CoreError> {
+    pub async fn mdm_checkin(&self, body: &[u8], cert: Option<&DeviceCertificate>) -> Result<CheckinReply, CoreError> {
         if body.len() > MAX_CHECKIN_BODY {
             return Err(CoreError::new(
                 ErrorKind::TooLarge,
@@ -318,7 +319,11 @@ impl Core {
 
     /// Handles a command report (`PUT` to the server URL); returns the next command's plist,
     /// or `None` (an empty body) when nothing is queued.
-    pub async fn mdm_connect(&self, body: &[u8], cert: Option<&X509>) -> Result<Option<Vec<u8>>, CoreError> {
+    pub async fn mdm_connect(
+        &self,
+        body: &[u8],
+        cert: Option<&DeviceCertificate>,
+    ) -> Result<Option<Vec<u8>>, CoreError> {
         if body.len() > MAX_REPORT_BODY {
             return Err(CoreError::new(
                 ErrorKind::TooLarge,
@@ -338,6 +343,28 @@ impl Core {
                     .map_err(|err| CoreError::new(ErrorKind::Internal, "internal", err.to_string()))?,
             )
         };
+        // A DeviceInformation answer fills the inventory, in the same transaction that closes
+        // the command (the store checks that the command answered was a DeviceInformation).
+        let inventory = match report.status.as_str() {
+            "Acknowledged" => report.inventory(),
+            _ => None,
+        };
+        let inventory = match &inventory {
+            Some(inv) => Some((
+                serde_json::to_string(inv)
+                    .map_err(|err| CoreError::new(ErrorKind::Internal, "internal", err.to_string()))?,
+                InventoryFields {
+                    device_name: inv.device_name.clone(),
+                    os_version: inv.os_version.clone(),
+                    build_version: inv.build_version.clone(),
+                    model: inv.model.clone(),
+                    model_name: inv.model_name.clone(),
+                    product_name: inv.product_name.clone(),
+                    serial_number: inv.serial_number.clone(),
+                },
+            )),
+            None => None,
+        };
         let outcome = self
             .store
             .mdm_connect(
@@ -347,35 +374,13 @@ impl Core {
                     command_uuid: report.command_uuid.as_deref(),
                     raw: &report.raw,
                     error_chain: error_chain.as_deref(),
+                    inventory: inventory.as_ref().map(|(json, fields)| (json.as_str(), fields)),
                 },
                 now,
             )
             .await?;
         if outcome.unknown_command {
             tracing::debug!(enrollment = %e.id, uuid = ?report.command_uuid, "report for a command not queued (or already closed)");
-        }
-        if outcome.closed_request_type.as_deref() == Some("DeviceInformation")
-            && report.status.as_str() == "Acknowledged"
-            && let Some(inv) = report.inventory()
-        {
-            let json = serde_json::to_string(&inv)
-                .map_err(|err| CoreError::new(ErrorKind::Internal, "internal", err.to_string()))?;
-            self.store
-                .mdm_set_inventory(
-                    &e.id,
-                    &json,
-                    &InventoryFields {
-                        device_name: inv.device_name.clone(),
-                        os_version: inv.os_version.clone(),
-                        build_version: inv.build_version.clone(),
-                        model: inv.model.clone(),
-                        model_name: inv.model_name.clone(),
-                        product_name: inv.product_name.clone(),
-                        serial_number: inv.serial_number.clone(),
-                    },
-                    now,
-                )
-                .await?;
         }
         Ok(outcome.next.map(|(_, body)| body))
     }

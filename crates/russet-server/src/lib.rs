@@ -36,7 +36,13 @@ pub struct AppState {
     pub public_url: Arc<str>,
     /// The header a trusted TLS-terminating proxy puts the device's client certificate in.
     pub client_cert_header: Option<Arc<str>>,
+    /// Checks `Mdm-Signature` headers, remembering the certificates of devices seen.
+    pub mdm_signatures: Arc<russet_apple::mdm::SignatureVerifier>,
 }
+
+/// How many device certificates the `Mdm-Signature` verifier remembers (their public keys,
+/// about 2 KiB each).
+pub const MDM_SIGNATURE_MEMORY: usize = 32_768;
 
 /// How long one request may take before it is answered with 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);

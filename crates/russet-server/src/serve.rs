@@ -324,6 +324,7 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<RunningServ
         core: core.clone(),
         public_url: Arc::from(public_url.as_str()),
         client_cert_header: config.mdm.client_cert_header.as_deref().map(Arc::from),
+        mdm_signatures: Arc::new(russet_apple::mdm::SignatureVerifier::new(crate::MDM_SIGNATURE_MEMORY)),
     };
     let service = app(state).into_make_service();
     let handle = Handle::new();

@@ -19,6 +19,9 @@
 //! certificate, which the server pins to the enrollment at `Authenticate`.
 
 pub(crate) mod signed_data;
+mod verifier;
+
+pub use verifier::{SignatureVerifier, VerifierCounts};
 
 use std::fmt;
 
@@ -215,15 +218,57 @@ fn crypto(e: openssl::error::ErrorStack) -> MdmIdentityError {
     }
 }
 
-/// Checks an `Mdm-Signature` header against the exact request body and returns the signer's
-/// certificate.
-///
-/// The header is base64 (whitespace anywhere is ignored, padding is optional) of a CMS or
-/// PKCS#7 SignedData in DER or BER, with detached content, exactly one signer whose digest is
-/// SHA-1 or SHA-2, and the signer's certificate embedded. OpenSSL checks the signature and the
-/// `messageDigest` attribute over `body` byte for byte (`CMS_BINARY`). The certificate chain is
-/// **not** checked here (`CMS_NOVERIFY`): pass the result to [`verify_device_identity`].
-pub fn verify_mdm_signature(header_value: &str, body: &[u8]) -> Result<X509, MdmIdentityError> {
+/// A device's identity certificate as a request presented it: its DER and SHA-256, parsed
+/// only when needed (a certificate already pinned to its device needs no parsing).
+#[derive(Clone, Debug)]
+pub struct DeviceCertificate {
+    der: std::sync::Arc<[u8]>,
+    sha256: [u8; 32],
+    sha256_hex: std::sync::Arc<str>,
+}
+
+impl DeviceCertificate {
+    /// The identity of a parsed certificate.
+    pub fn from_certificate(cert: X509) -> Result<DeviceCertificate, MdmIdentityError> {
+        let der = cert.to_der().map_err(crypto)?;
+        let sha256 = openssl::sha::sha256(&der);
+        Ok(DeviceCertificate {
+            der: der.into(),
+            sha256,
+            sha256_hex: hex::encode(sha256).into(),
+        })
+    }
+
+    pub(crate) fn known(
+        der: std::sync::Arc<[u8]>,
+        sha256: [u8; 32],
+        sha256_hex: std::sync::Arc<str>,
+    ) -> DeviceCertificate {
+        DeviceCertificate {
+            der,
+            sha256,
+            sha256_hex,
+        }
+    }
+
+    /// SHA-256 of the certificate's DER, lowercase hex (as [`cert_sha256_hex`]).
+    pub fn sha256_hex(&self) -> &str {
+        &self.sha256_hex
+    }
+
+    /// The certificate's DER encoding.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// The certificate, parsed.
+    pub fn certificate(&self) -> Result<X509, MdmIdentityError> {
+        verifier::parse(&self.der)
+    }
+}
+
+/// The DER of the CMS structure in an `Mdm-Signature` header value.
+fn decode_signature_header(header_value: &str) -> Result<Vec<u8>, MdmIdentityError> {
     const HEADER: &str = "Mdm-Signature";
     if header_value.len() > MAX_HEADER_LEN {
         return Err(MdmIdentityError::HeaderTooLarge {
@@ -235,17 +280,56 @@ pub fn verify_mdm_signature(header_value: &str, body: &[u8]) -> Result<X509, Mdm
     if compact.is_empty() {
         return Err(MdmIdentityError::EmptyHeader { header: HEADER });
     }
-    let der = BASE64
+    BASE64
         .decode(compact.as_bytes())
-        .map_err(|e| MdmIdentityError::NotBase64 { detail: e.to_string() })?;
+        .map_err(|e| MdmIdentityError::NotBase64 { detail: e.to_string() })
+}
 
-    let outline = signed_data::read(&der).map_err(|e| match e {
+fn outline_error(e: OutlineError) -> MdmIdentityError {
+    match e {
         OutlineError::NotCms(detail) => MdmIdentityError::NotCms { detail },
         OutlineError::NotSignedData(content_type) => MdmIdentityError::NotSignedData { content_type },
         OutlineError::Malformed(detail) => MdmIdentityError::NotCms {
             detail: format!("the signature is damaged: {detail}"),
         },
+    }
+}
+
+/// OpenSSL's CMS verification of the detached signature `der` over `body` by `cert`.
+fn cms_verify(der: &[u8], cert: &X509, body: &[u8]) -> Result<(), MdmIdentityError> {
+    let mut cms = CmsContentInfo::from_der(der).map_err(|e| MdmIdentityError::NotCms {
+        detail: format!("OpenSSL cannot read it: {}", openssl_reasons(&e)),
     })?;
+    // Only the signer's own certificate is offered, and the embedded ones are not searched
+    // (NOINTERN), so OpenSSL checks the very certificate the caller names.
+    let mut signer_only = Stack::new().map_err(crypto)?;
+    signer_only.push(cert.clone()).map_err(crypto)?;
+    cms.verify(
+        Some(&signer_only),
+        None,
+        Some(body),
+        None,
+        CMSOptions::BINARY | CMSOptions::NOVERIFY | CMSOptions::NOINTERN,
+    )
+    .map_err(|e| MdmIdentityError::SignatureMismatch {
+        detail: openssl_reasons(&e),
+    })
+}
+
+/// Checks an `Mdm-Signature` header against the exact request body and returns the signer's
+/// certificate.
+///
+/// The header is base64 (whitespace anywhere is ignored, padding is optional) of a CMS or
+/// PKCS#7 SignedData in DER or BER, with detached content, exactly one signer whose digest is
+/// SHA-1 or SHA-2, and the signer's certificate embedded. OpenSSL checks the signature and the
+/// `messageDigest` attribute over `body` byte for byte (`CMS_BINARY`). The certificate chain is
+/// **not** checked here (`CMS_NOVERIFY`): pass the result to [`verify_device_identity`].
+///
+/// A server checking many requests uses a [`SignatureVerifier`], which gives the same answers
+/// much faster for certificates it has seen.
+pub fn verify_mdm_signature(header_value: &str, body: &[u8]) -> Result<X509, MdmIdentityError> {
+    let der = decode_signature_header(header_value)?;
+    let outline = signed_data::read(&der).map_err(outline_error)?;
     let signer = match outline.signers.as_slice() {
         [] => return Err(MdmIdentityError::NoSigner),
         [one] => one,
@@ -262,24 +346,7 @@ pub fn verify_mdm_signature(header_value: &str, body: &[u8]) -> Result<X509, Mdm
     let Some(cert) = outline.certificate_of(signer) else {
         return Err(MdmIdentityError::SignerCertificateMissing);
     };
-
-    let mut cms = CmsContentInfo::from_der(&der).map_err(|e| MdmIdentityError::NotCms {
-        detail: format!("OpenSSL cannot read it: {}", openssl_reasons(&e)),
-    })?;
-    // Only the signer's own certificate is offered, and the embedded ones are not searched
-    // (NOINTERN), so OpenSSL checks the very certificate returned below.
-    let mut signer_only = Stack::new().map_err(crypto)?;
-    signer_only.push(cert.clone()).map_err(crypto)?;
-    cms.verify(
-        Some(&signer_only),
-        None,
-        Some(body),
-        None,
-        CMSOptions::BINARY | CMSOptions::NOVERIFY | CMSOptions::NOINTERN,
-    )
-    .map_err(|e| MdmIdentityError::SignatureMismatch {
-        detail: openssl_reasons(&e),
-    })?;
+    cms_verify(&der, cert, body)?;
     Ok(cert.clone())
 }
 

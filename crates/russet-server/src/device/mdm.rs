@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use openssl::x509::X509;
+use russet_apple::mdm::DeviceCertificate;
 use russet_core::mdm::CheckinReply;
 use russet_core::{CoreError, ErrorKind};
 
@@ -36,12 +36,14 @@ fn device_error(e: &CoreError) -> Response {
 
 /// The certificate behind the request, if it carries one; a header that is present but
 /// wrong is an error.
-fn identity(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Option<X509>, CoreError> {
+fn identity(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Option<DeviceCertificate>, CoreError> {
     if let Some(sig) = headers.get("mdm-signature") {
         let value = sig
             .to_str()
             .map_err(|_| CoreError::invalid("mdm_signature", "the Mdm-Signature header is not ASCII"))?;
-        return russet_apple::mdm::verify_mdm_signature(value, body)
+        return state
+            .mdm_signatures
+            .verify(value, body)
             .map(Some)
             .map_err(|e| CoreError::invalid("mdm_signature", format!("the Mdm-Signature is not valid: {e}")));
     }
@@ -52,6 +54,7 @@ fn identity(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Option
             .to_str()
             .map_err(|_| CoreError::invalid("mdm_client_cert", "the client certificate header is not ASCII"))?;
         return russet_apple::mdm::client_cert_from_header(value)
+            .and_then(DeviceCertificate::from_certificate)
             .map(Some)
             .map_err(|e| {
                 CoreError::invalid(

@@ -134,6 +134,13 @@ pub(crate) struct Signer {
     pub id: SignerId,
     /// The dotted OID of the signer's digest algorithm.
     pub digest_oid: String,
+    /// The signed attributes exactly as encoded (`[0] IMPLICIT SET OF Attribute`), when the
+    /// signer has them.
+    pub signed_attrs: Option<Vec<u8>>,
+    /// The dotted OID of the signature algorithm.
+    pub signature_oid: String,
+    /// The signature value.
+    pub signature: Vec<u8>,
 }
 
 /// What a SignedData holds, besides the signatures themselves.
@@ -153,8 +160,41 @@ impl Outline {
     }
 }
 
+/// The outline with the certificates left as their DER encodings (borrowed from the input),
+/// for callers that can skip parsing a certificate they have seen before.
+#[derive(Debug)]
+pub(crate) struct RawOutline<'a> {
+    pub signers: Vec<Signer>,
+    pub content_attached: bool,
+    pub certificates: Vec<&'a [u8]>,
+}
+
+impl RawOutline<'_> {
+    /// Parses the certificates.
+    pub fn parse_certificates(self) -> Result<Outline, OutlineError> {
+        let certificates = self
+            .certificates
+            .iter()
+            .map(|der| {
+                X509::from_der(der)
+                    .map_err(|_| OutlineError::Malformed("an embedded certificate cannot be read".into()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Outline {
+            signers: self.signers,
+            content_attached: self.content_attached,
+            certificates,
+        })
+    }
+}
+
 /// Reads a ContentInfo holding a SignedData.
 pub(crate) fn read(der: &[u8]) -> Result<Outline, OutlineError> {
+    read_raw(der)?.parse_certificates()
+}
+
+/// Reads a ContentInfo holding a SignedData, leaving the certificates unparsed.
+pub(crate) fn read_raw(der: &[u8]) -> Result<RawOutline<'_>, OutlineError> {
     let mut top = Reader::new(der);
     let Ok(Some(first)) = top.peek() else {
         return Err(OutlineError::NotCms(
@@ -183,7 +223,7 @@ pub(crate) fn read(der: &[u8]) -> Result<Outline, OutlineError> {
     read_signed_data(&signed).map_err(malformed)
 }
 
-fn read_signed_data(signed: &Element<'_>) -> Result<Outline, BerError> {
+fn read_signed_data<'a>(signed: &Element<'a>) -> Result<RawOutline<'a>, BerError> {
     // SignedData ::= SEQUENCE { version, digestAlgorithms SET, encapContentInfo,
     //   certificates [0] IMPLICIT OPTIONAL, crls [1] IMPLICIT OPTIONAL, signerInfos SET }
     let mut fields = signed.children()?;
@@ -209,11 +249,7 @@ fn read_signed_data(signed: &Element<'_>) -> Result<Outline, BerError> {
                     message: format!("more than {MAX_CERTIFICATES} certificates are embedded"),
                 });
             }
-            let cert = X509::from_der(item.encoded).map_err(|_| BerError {
-                offset: item.offset,
-                message: "an embedded certificate cannot be read".into(),
-            })?;
-            certificates.push(cert);
+            certificates.push(item.encoded);
         }
     }
     if fields.peek()? == Some(Tag::context(1, true)) {
@@ -232,7 +268,7 @@ fn read_signed_data(signed: &Element<'_>) -> Result<Outline, BerError> {
         }
         signers.push(read_signer(&item)?);
     }
-    Ok(Outline {
+    Ok(RawOutline {
         signers,
         content_attached,
         certificates,
@@ -284,7 +320,30 @@ fn read_signer(info: &Element<'_>) -> Result<Signer, BerError> {
         .children()?
         .expect(Tag::OID, "the digest algorithm OID")?
         .oid()?;
-    Ok(Signer { id, digest_oid })
+    let signed_attrs = if fields.peek()? == Some(Tag::context(0, true)) {
+        Some(fields.read()?.encoded.to_vec())
+    } else {
+        None
+    };
+    let signature_oid = fields
+        .expect(Tag::SEQUENCE, "the signature algorithm")?
+        .children()?
+        .expect(Tag::OID, "the signature algorithm OID")?
+        .oid()?;
+    let signature = fields.read()?;
+    if !signature.tag.same_type(&Tag::OCTET_STRING) {
+        return Err(BerError {
+            offset: signature.offset,
+            message: format!("expected the signature (OCTET STRING), found {}", signature.tag),
+        });
+    }
+    Ok(Signer {
+        id,
+        digest_oid,
+        signed_attrs,
+        signature_oid,
+        signature: signature.string_contents()?.into_owned(),
+    })
 }
 
 fn content_type_display(oid: &str) -> String {
