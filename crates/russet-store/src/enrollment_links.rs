@@ -124,6 +124,7 @@ impl Store {
     }
 
     pub async fn enrollment_link_downloaded(&self, id: i64, now: OffsetDateTime) -> Result<(), StoreError> {
+        let _gate = self.write_gate().await;
         sqlx::query("UPDATE enrollment_links SET downloads = downloads + 1, last_download_at = $1 WHERE id = $2")
             .bind(to_millis(now))
             .bind(id)

@@ -252,6 +252,7 @@ impl Store {
         enrollment_id: &str,
         now: OffsetDateTime,
     ) -> Result<Option<String>, StoreError> {
+        let gate = self.write_gate().await;
         sqlx::query(
             "UPDATE mdm_certificates SET enrollment_id = $1, pinned_at = $2 WHERE sha256 = $3 AND enrollment_id IS NULL",
         )
@@ -260,6 +261,7 @@ impl Store {
         .bind(sha256)
         .execute(self.pool())
         .await?;
+        drop(gate);
         Ok(
             sqlx::query_scalar::<_, Option<String>>("SELECT enrollment_id FROM mdm_certificates WHERE sha256 = $1")
                 .bind(sha256)
@@ -555,6 +557,7 @@ impl Store {
             Some(t) => Some(self.master_key().seal(&token_aad(device_id, "bootstrap_token"), t)?),
             None => None,
         };
+        let _gate = self.write_gate().await;
         let n = sqlx::query("UPDATE mdm_enrollments SET bootstrap_token_enc = $1, updated_at = $2 WHERE id = $3")
             .bind(sealed)
             .bind(to_millis(now))
@@ -660,25 +663,9 @@ impl Store {
         fields: &InventoryFields,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE mdm_enrollments SET inventory = $1, inventory_at = $2, \
-               device_name = COALESCE($3, device_name), os_version = COALESCE($4, os_version), \
-               build_version = COALESCE($5, build_version), model = COALESCE($6, model), \
-               model_name = COALESCE($7, model_name), product_name = COALESCE($8, product_name), \
-               serial_number = COALESCE($9, serial_number), updated_at = $2 WHERE id = $10",
-        )
-        .bind(inventory_json)
-        .bind(to_millis(now))
-        .bind(&fields.device_name)
-        .bind(&fields.os_version)
-        .bind(&fields.build_version)
-        .bind(&fields.model)
-        .bind(&fields.model_name)
-        .bind(&fields.product_name)
-        .bind(&fields.serial_number)
-        .bind(id)
-        .execute(self.pool())
-        .await?;
+        let mut tx = self.begin_write().await?;
+        write_inventory(&mut tx, id, inventory_json, fields, now).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -761,6 +748,35 @@ impl Store {
     }
 }
 
+pub(crate) async fn write_inventory(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+    inventory_json: &str,
+    fields: &InventoryFields,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE mdm_enrollments SET inventory = $1, inventory_at = $2, \
+           device_name = COALESCE($3, device_name), os_version = COALESCE($4, os_version), \
+           build_version = COALESCE($5, build_version), model = COALESCE($6, model), \
+           model_name = COALESCE($7, model_name), product_name = COALESCE($8, product_name), \
+           serial_number = COALESCE($9, serial_number), updated_at = $2 WHERE id = $10",
+    )
+    .bind(inventory_json)
+    .bind(to_millis(now))
+    .bind(&fields.device_name)
+    .bind(&fields.os_version)
+    .bind(&fields.build_version)
+    .bind(&fields.model)
+    .bind(&fields.model_name)
+    .bind(&fields.product_name)
+    .bind(&fields.serial_number)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// An enrollment to push.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PushTarget {
@@ -804,6 +820,9 @@ pub struct ReportRecord<'a> {
     pub raw: &'a [u8],
     /// Apple's ErrorChain as JSON, for `Error`.
     pub error_chain: Option<&'a str>,
+    /// The inventory the report carries (a DeviceInformation answer: JSON and the fields
+    /// kept in columns), stored when the report acknowledges a DeviceInformation command.
+    pub inventory: Option<(&'a str, &'a InventoryFields)>,
 }
 
 /// What the connect request answers, and whether the report matched a queued command.
@@ -887,88 +906,17 @@ impl Store {
         Ok(id)
     }
 
-    /// Handles a connect request in one transaction: stores the report, picks the next
-    /// command (after a NotNow, only commands never sent), marks it sent, and notes that the
-    /// enrollment was seen.
+    /// Handles a connect request: stores the report, picks the next command (after a NotNow,
+    /// only commands never sent), marks it sent, and notes that the enrollment was seen. The
+    /// request's writes are one unit, committed with the connects of other devices that
+    /// arrived meanwhile (see `connect_batch`) before this returns.
     pub async fn mdm_connect(&self, r: &ReportRecord<'_>, now: OffsetDateTime) -> Result<ConnectOutcome, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let at = to_millis(now);
-        let mut unknown_command = false;
-        let mut closed_request_type = None;
-        let not_now = r.status == "NotNow";
-        if r.status != "Idle"
-            && let Some(uuid) = r.command_uuid
-        {
-            let n = if not_now {
-                sqlx::query(
-                    "UPDATE mdm_queue SET status = 'NotNow', not_now_count = not_now_count + 1, \
-                       not_now_at = COALESCE(not_now_at, $1), answered_at = $1 \
-                     WHERE enrollment_id = $2 AND command_uuid = $3 AND active = 1",
-                )
-                .bind(at)
-                .bind(r.enrollment_id)
-                .bind(uuid)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-            } else {
-                sqlx::query(
-                    "UPDATE mdm_queue SET status = $1, active = 0, result = $2, error_chain = $3, answered_at = $4 \
-                     WHERE enrollment_id = $5 AND command_uuid = $6 AND active = 1",
-                )
-                .bind(r.status)
-                .bind(r.raw)
-                .bind(r.error_chain)
-                .bind(at)
-                .bind(r.enrollment_id)
-                .bind(uuid)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-            };
-            if n == 0 {
-                unknown_command = true;
-            } else if !not_now {
-                closed_request_type = sqlx::query_scalar("SELECT request_type FROM mdm_commands WHERE uuid = $1")
-                    .bind(uuid)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            }
-        }
-        let next = sqlx::query(
-            "SELECT q.command_uuid, c.body FROM mdm_queue q JOIN mdm_commands c ON c.uuid = q.command_uuid \
-             WHERE q.enrollment_id = $1 AND q.active = 1 AND ($2 = 0 OR q.status IS NULL) \
-             ORDER BY q.seq LIMIT 1",
-        )
-        .bind(r.enrollment_id)
-        .bind(i64::from(not_now))
-        .fetch_optional(&mut *tx)
-        .await?;
-        let next = match next {
-            Some(row) => {
-                let uuid: String = row.try_get("command_uuid")?;
-                let body: Vec<u8> = row.try_get("body")?;
-                sqlx::query("UPDATE mdm_queue SET sent_at = $1 WHERE enrollment_id = $2 AND command_uuid = $3")
-                    .bind(at)
-                    .bind(r.enrollment_id)
-                    .bind(&uuid)
-                    .execute(&mut *tx)
-                    .await?;
-                Some((uuid, body))
-            }
-            None => None,
-        };
-        sqlx::query("UPDATE mdm_enrollments SET last_seen_at = $1 WHERE id = $2")
-            .bind(at)
-            .bind(r.enrollment_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(ConnectOutcome {
-            next,
-            unknown_command,
-            closed_request_type,
-        })
+        let (job, reply) = crate::connect_batch::Job::new(r, now);
+        self.connects
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?;
+        reply.await.map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?
     }
 
     /// A command with each enrollment's state.

@@ -89,7 +89,7 @@ impl std::ops::Add for PageCounts {
 /// A page whose devices are written in an open transaction (see [`Store::sync_page_begin`]).
 /// Dropping it rolls the page back.
 pub struct PreparedPage {
-    tx: sqlx::Transaction<'static, sqlx::Any>,
+    tx: crate::WriteTx,
     backend: Backend,
     /// What the page changes, once committed.
     pub counts: PageCounts,

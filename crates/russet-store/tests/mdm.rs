@@ -6,7 +6,7 @@ use base64::engine::general_purpose::STANDARD;
 use russet_store::audit::{Actor, NewAuditEntry};
 use russet_store::crypto::{MasterKey, MasterKeySource};
 use russet_store::mdm::{
-    AuthenticateRecord, CertRecord, ChallengeRefusal, NewCommand, ReportRecord, TokenUpdateRecord,
+    AuthenticateRecord, CertRecord, ChallengeRefusal, InventoryFields, NewCommand, ReportRecord, TokenUpdateRecord,
 };
 use russet_store::{Store, StoreError, StoreOptions};
 use russet_testkit::TestDb;
@@ -91,6 +91,7 @@ async fn connect(store: &Store, id: &str, status: &str, uuid: Option<&str>) -> O
                 command_uuid: uuid,
                 raw: b"<plist/>",
                 error_chain: None,
+                inventory: None,
             },
             NOW,
         )
@@ -348,6 +349,7 @@ async fn queue_follows_apples_not_now_rules() {
                     command_uuid: Some("c2"),
                     raw: b"<plist>error</plist>",
                     error_chain: Some(r#"[{"ErrorCode":12021}]"#),
+                    inventory: None,
                 },
                 NOW,
             )
@@ -365,6 +367,7 @@ async fn queue_follows_apples_not_now_rules() {
                     command_uuid: Some("c3"),
                     raw: b"",
                     error_chain: None,
+                    inventory: None,
                 },
                 NOW,
             )
@@ -387,5 +390,106 @@ async fn queue_follows_apples_not_now_rules() {
         let bulk = store.mdm_command_get("bulk").await.unwrap().unwrap();
         assert_eq!((bulk.target_count, bulk.entries.len()), (450, 450));
         assert!(bulk.entries.iter().all(|e| e.status == "Queued"));
+    }
+}
+
+/// A DeviceInformation answer fills the inventory in the connect's own transaction; the same
+/// keys in the answer to another command, or in an Error, change nothing.
+#[tokio::test]
+async fn device_information_answers_fill_the_inventory() {
+    for db in TestDb::all("mdm::inventory").await {
+        let store = open(&db).await;
+        store.mdm_authenticate(&authenticate("A"), NOW).await.unwrap();
+        store.mdm_token_update(&token_update("A"), NOW).await.unwrap();
+        enqueue(&store, "d1", &["A"]).await;
+        enqueue(&store, "d2", &["A"]).await;
+        store
+            .mdm_enqueue(
+                &NewCommand {
+                    uuid: "s1",
+                    request_type: "SecurityInfo",
+                    body: b"<plist>s1</plist>",
+                    created_by: "test",
+                },
+                &["A".to_string()],
+                NOW,
+                audit(),
+            )
+            .await
+            .unwrap();
+        let report = |status: &'static str, uuid: &'static str, name: &'static str| {
+            let fields = InventoryFields {
+                device_name: Some(name.to_string()),
+                os_version: Some("18.1".into()),
+                ..InventoryFields::default()
+            };
+            let json = format!(r#"{{"DeviceName":"{name}"}}"#);
+            (status, uuid, json, fields)
+        };
+        assert_eq!(connect(&store, "A", "Idle", None).await.as_deref(), Some("d1"));
+        for (status, uuid, json, fields) in [
+            report("Acknowledged", "d1", "Kim's iPad"),
+            report("Error", "d2", "Not from an error"),
+            report("Acknowledged", "s1", "Not from SecurityInfo"),
+        ] {
+            store
+                .mdm_connect(
+                    &ReportRecord {
+                        enrollment_id: "A",
+                        status,
+                        command_uuid: Some(uuid),
+                        raw: b"<plist/>",
+                        error_chain: None,
+                        inventory: Some((&json, &fields)),
+                    },
+                    NOW,
+                )
+                .await
+                .unwrap();
+        }
+        let e = store.mdm_enrollment_get("A").await.unwrap().unwrap();
+        assert_eq!(e.device_name.as_deref(), Some("Kim's iPad"));
+        assert_eq!(e.os_version.as_deref(), Some("18.1"));
+        assert_eq!(e.inventory.as_deref(), Some(r#"{"DeviceName":"Kim's iPad"}"#));
+        assert_eq!(e.inventory_at, Some(NOW));
+    }
+}
+
+/// Many devices connecting at once are written together; each gets its own next command,
+/// reports close their own command, and every device is marked seen.
+#[tokio::test]
+async fn concurrent_connects_are_written_together() {
+    for db in TestDb::all("mdm::batch").await {
+        let store = open(&db).await;
+        let ids: Vec<String> = (0..300).map(|i| format!("D{i:03}")).collect();
+        for id in &ids {
+            store.mdm_authenticate(&authenticate(id), NOW).await.unwrap();
+            store.mdm_token_update(&token_update(id), NOW).await.unwrap();
+        }
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        enqueue(&store, "b1", &refs).await;
+        enqueue(&store, "b2", &refs[..150]).await;
+        let idle = ids.iter().map(|id| connect(&store, id, "Idle", None));
+        let got = futures::future::join_all(idle).await;
+        assert!(got.iter().all(|g| g.as_deref() == Some("b1")), "{got:?}");
+        let acks = ids.iter().map(|id| connect(&store, id, "Acknowledged", Some("b1")));
+        let got = futures::future::join_all(acks).await;
+        for (i, g) in got.iter().enumerate() {
+            let want = if i < 150 { Some("b2") } else { None };
+            assert_eq!(g.as_deref(), want, "device {i}");
+        }
+        let b1 = store.mdm_command_get("b1").await.unwrap().unwrap();
+        assert_eq!(b1.entries.len(), 300);
+        assert!(b1.entries.iter().all(|e| e.status == "Acknowledged"));
+        let b2 = store.mdm_command_get("b2").await.unwrap().unwrap();
+        assert!(
+            b2.entries.iter().all(|e| e.sent_at == Some(NOW) && e.status == "Sent"),
+            "{:?}",
+            b2.entries[0]
+        );
+        for id in &ids {
+            let e = store.mdm_enrollment_get(id).await.unwrap().unwrap();
+            assert_eq!(e.last_seen_at, Some(NOW), "{id}");
+        }
     }
 }
