@@ -276,6 +276,7 @@ mod catalog;
 mod clock;
 mod cursor;
 mod dep;
+pub mod devices;
 pub mod oauth;
 pub mod pushcert;
 mod server;
