@@ -221,7 +221,12 @@ async fn a_simulated_fleet_enrolls_answers_checks_out_and_renews() {
         assert_eq!(kinds.iter().filter(|k| **k == DeviceKind::Mac).count(), N / 4);
 
         // Commands to all; pushes wake the devices; NotNow'd ones come back.
-        let info = enqueue(&s, &udids, json!({ "command": { "request_type": "DeviceInformation" } })).await;
+        let info = enqueue(
+            &s,
+            &udids,
+            json!({ "command": { "request_type": "DeviceInformation" } }),
+        )
+        .await;
         let list = enqueue(&s, &udids, json!({ "command": { "request_type": "ProfileList" } })).await;
         let install = enqueue(
             &s,
@@ -283,7 +288,10 @@ async fn a_simulated_fleet_enrolls_answers_checks_out_and_renews() {
             assert_eq!(ids.len(), 2, "{ids:?}");
             assert!(ids.contains(&"com.example.fleet.wifi".to_string()));
             let log = d.commands();
-            assert!(log.iter().any(|c| c.request_type == "ProfileList" && c.status == Status::Acknowledged));
+            assert!(
+                log.iter()
+                    .any(|c| c.request_type == "ProfileList" && c.status == Status::Acknowledged)
+            );
         }
         let again = enqueue(
             &s,
@@ -305,7 +313,12 @@ async fn a_simulated_fleet_enrolls_answers_checks_out_and_renews() {
         let after = fleet.renew(1).await.expect("renewal by SCEP");
         assert_ne!(before.to_der().unwrap(), after.to_der().unwrap());
         let udid1 = udids[1].clone();
-        let cmd = enqueue(&s, std::slice::from_ref(&udid1), json!({ "command": { "request_type": "ProfileList" } })).await;
+        let cmd = enqueue(
+            &s,
+            std::slice::from_ref(&udid1),
+            json!({ "command": { "request_type": "ProfileList" } }),
+        )
+        .await;
         let st = settled(&s, &cmd, 1).await;
         assert_eq!(st["devices"][0]["status"], "Acknowledged", "{st:#}");
 

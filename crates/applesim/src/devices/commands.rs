@@ -186,7 +186,10 @@ pub fn answer(dev: &mut DeviceState, command: &Value) -> Answer {
                     };
                 }
             };
-            ok(one("QueryResponses", Value::Dictionary(device_information(dev, queries.as_deref()))))
+            ok(one(
+                "QueryResponses",
+                Value::Dictionary(device_information(dev, queries.as_deref())),
+            ))
         }
         "SecurityInfo" => ok(one("SecurityInfo", Value::Dictionary(security_info(&dev.info)))),
         "ProfileList" => {
@@ -357,7 +360,11 @@ pub fn answer(dev: &mut DeviceState, command: &Value) -> Answer {
             a.erase = true;
             a
         }
-        _ => error(uuid, rt_owned, error_chain("MCMDMErrorDomain", 12021, "Unknown command")),
+        _ => error(
+            uuid,
+            rt_owned,
+            error_chain("MCMDMErrorDomain", 12021, "Unknown command"),
+        ),
     }
 }
 
@@ -387,8 +394,14 @@ fn apply_setting(dev: &mut DeviceState, item: &Value) -> Dictionary {
         "HostName" => kind == DeviceKind::Mac && d.get("HostName").and_then(Value::as_string).is_some(),
         "DataRoaming" | "VoiceRoaming" | "PersonalHotspot" => kind == DeviceKind::IPhone,
         "Wallpaper" | "ApplicationAttributes" | "ApplicationConfiguration" | "AccessibilitySettings" => kind.is_ios(),
-        "Bluetooth" | "TimeZone" | "DiagnosticSubmission" | "AppAnalytics" | "OrganizationInfo" | "MDMOptions"
-        | "SoftwareUpdateSettings" | "PasscodeLockGracePeriod" => true,
+        "Bluetooth"
+        | "TimeZone"
+        | "DiagnosticSubmission"
+        | "AppAnalytics"
+        | "OrganizationInfo"
+        | "MDMOptions"
+        | "SoftwareUpdateSettings"
+        | "PasscodeLockGracePeriod" => true,
         "MaximumResidentUsers" | "SharedDeviceConfiguration" => false,
         _ => false,
     };
@@ -579,18 +592,48 @@ const IOS_APPS: &[(&str, &str, &str, &str, i64)] = &[
     ("com.apple.Pages", "Pages", "14.2", "7031.0.102", 494_876_672),
     ("com.apple.Keynote", "Keynote", "14.2", "7031.0.102", 601_120_768),
     ("com.apple.Numbers", "Numbers", "14.2", "7031.0.102", 455_340_032),
-    ("com.microsoft.Office.Outlook", "Microsoft Outlook", "4.2445.0", "4.2445.0", 349_405_184),
+    (
+        "com.microsoft.Office.Outlook",
+        "Microsoft Outlook",
+        "4.2445.0",
+        "4.2445.0",
+        349_405_184,
+    ),
     ("com.tinyspeck.chatlyio", "Slack", "24.11.10", "24.11.10.0", 301_735_936),
     ("us.zoom.videomeetings", "Zoom", "6.2.10", "6.2.10.22766", 171_569_152),
-    ("com.google.chrome.ios", "Chrome", "131.0.6778.73", "131.6778.73", 255_156_224),
+    (
+        "com.google.chrome.ios",
+        "Chrome",
+        "131.0.6778.73",
+        "131.6778.73",
+        255_156_224,
+    ),
 ];
 const MAC_APPS: &[(&str, &str, &str, &str, i64)] = &[
     ("com.apple.Safari", "Safari", "18.1", "20619.2.8.11.10", 13_950_976),
     ("com.apple.Pages", "Pages", "14.2", "7031.0.102", 623_927_296),
     ("com.apple.dt.Xcode", "Xcode", "16.1", "23503", 12_154_675_200),
-    ("com.google.Chrome", "Google Chrome", "131.0.6778.86", "6778.86", 1_265_123_328),
-    ("com.microsoft.Word", "Microsoft Word", "16.91", "16.91.24111020", 2_304_131_072),
-    ("com.tinyspeck.slackmacgap", "Slack", "4.41.97", "441000097", 552_198_144),
+    (
+        "com.google.Chrome",
+        "Google Chrome",
+        "131.0.6778.86",
+        "6778.86",
+        1_265_123_328,
+    ),
+    (
+        "com.microsoft.Word",
+        "Microsoft Word",
+        "16.91",
+        "16.91.24111020",
+        2_304_131_072,
+    ),
+    (
+        "com.tinyspeck.slackmacgap",
+        "Slack",
+        "4.41.97",
+        "441000097",
+        552_198_144,
+    ),
     ("us.zoom.xos", "zoom.us", "6.2.11", "6.2.11.43613", 358_309_888),
 ];
 
@@ -608,7 +651,10 @@ pub fn installed_apps(kind: DeviceKind) -> Vec<Dictionary> {
             d.insert("DynamicSize".into(), Value::Integer((size / 7).into()));
             d.insert("Installing".into(), Value::Boolean(false));
             d.insert("IsValidated".into(), Value::Boolean(true));
-            d.insert("AppStoreVendable".into(), Value::Boolean(!id.starts_with("com.apple.Safari")));
+            d.insert(
+                "AppStoreVendable".into(),
+                Value::Boolean(!id.starts_with("com.apple.Safari")),
+            );
             d.insert("DeviceBasedVPP".into(), Value::Boolean(false));
             d.insert("BetaApp".into(), Value::Boolean(false));
             d.insert("AdHocCodeSigned".into(), Value::Boolean(false));
@@ -665,12 +711,19 @@ mod tests {
             let k = keys.iter().find(|k| k["key"].as_str() == Some(*p))?;
             keys = k["subkeys"].as_vec()?;
         }
-        Some(keys.iter().filter_map(|k| k["key"].as_str().map(str::to_owned)).collect())
+        Some(
+            keys.iter()
+                .filter_map(|k| k["key"].as_str().map(str::to_owned))
+                .collect(),
+        )
     }
 
     fn assert_subset(what: &str, got: impl IntoIterator<Item = String>, allowed: &BTreeSet<String>) {
         for k in got {
-            assert!(allowed.contains(&k), "{what}: {k} is not a response key in Apple's schema {allowed:?}");
+            assert!(
+                allowed.contains(&k),
+                "{what}: {k} is not a response key in Apple's schema {allowed:?}"
+            );
         }
     }
 
@@ -688,18 +741,54 @@ mod tests {
             "information.device.yaml",
             &["QueryResponses"],
             &[
-                "UDID", "DeviceName", "OSVersion", "BuildVersion", "ModelName", "Model", "ModelNumber", "ProductName",
-                "SerialNumber", "DeviceCapacity", "AvailableDeviceCapacity", "IMEI", "MEID", "BatteryLevel",
-                "HasBattery", "IsSupervised", "IsMultiUser", "IsDeviceLocatorServiceEnabled",
-                "IsActivationLockEnabled", "IsDoNotDisturbInEffect", "IsCloudBackupEnabled", "WiFiMAC",
-                "BluetoothMAC", "EthernetMAC", "CellularTechnology", "DataRoamingEnabled", "VoiceRoamingEnabled",
-                "PersonalHotspotEnabled", "IsRoaming", "AwaitingConfiguration", "PushToken", "TimeZone",
-                "DiagnosticSubmissionEnabled", "AppAnalyticsEnabled", "IsMDMLostModeEnabled", "HostName",
-                "LocalHostName", "IsAppleSilicon", "SystemIntegrityProtectionEnabled", "SupportsLOMDevice",
-                "PINRequiredForDeviceLock", "PINRequiredForEraseDevice",
+                "UDID",
+                "DeviceName",
+                "OSVersion",
+                "BuildVersion",
+                "ModelName",
+                "Model",
+                "ModelNumber",
+                "ProductName",
+                "SerialNumber",
+                "DeviceCapacity",
+                "AvailableDeviceCapacity",
+                "IMEI",
+                "MEID",
+                "BatteryLevel",
+                "HasBattery",
+                "IsSupervised",
+                "IsMultiUser",
+                "IsDeviceLocatorServiceEnabled",
+                "IsActivationLockEnabled",
+                "IsDoNotDisturbInEffect",
+                "IsCloudBackupEnabled",
+                "WiFiMAC",
+                "BluetoothMAC",
+                "EthernetMAC",
+                "CellularTechnology",
+                "DataRoamingEnabled",
+                "VoiceRoamingEnabled",
+                "PersonalHotspotEnabled",
+                "IsRoaming",
+                "AwaitingConfiguration",
+                "PushToken",
+                "TimeZone",
+                "DiagnosticSubmissionEnabled",
+                "AppAnalyticsEnabled",
+                "IsMDMLostModeEnabled",
+                "HostName",
+                "LocalHostName",
+                "IsAppleSilicon",
+                "SystemIntegrityProtectionEnabled",
+                "SupportsLOMDevice",
+                "PINRequiredForDeviceLock",
+                "PINRequiredForEraseDevice",
             ],
         );
-        assert!(allowed_q.contains("UDID") && allowed_q.contains("BatteryLevel"), "{allowed_q:?}");
+        assert!(
+            allowed_q.contains("UDID") && allowed_q.contains("BatteryLevel"),
+            "{allowed_q:?}"
+        );
         for kind in [DeviceKind::IPhone, DeviceKind::IPad, DeviceKind::Mac] {
             let mut d = dev(kind);
             let all = all_device_information(&d);
@@ -708,7 +797,15 @@ mod tests {
             assert_eq!(a.status, Status::Acknowledged);
             assert_eq!(a.keys.keys().cloned().collect::<Vec<_>>(), vec!["QueryResponses"]);
             let q = a.keys["QueryResponses"].as_dictionary().unwrap();
-            for k in ["UDID", "SerialNumber", "DeviceName", "Model", "ProductName", "OSVersion", "WiFiMAC"] {
+            for k in [
+                "UDID",
+                "SerialNumber",
+                "DeviceName",
+                "Model",
+                "ProductName",
+                "OSVersion",
+                "WiFiMAC",
+            ] {
                 assert!(q.contains_key(k), "{kind:?} default answer lacks {k}");
             }
             assert_eq!(q.contains_key("IMEI"), kind == DeviceKind::IPhone);
@@ -724,7 +821,10 @@ mod tests {
                 ),
             );
             let q = a.keys["QueryResponses"].as_dictionary().unwrap();
-            assert_eq!(q.keys().cloned().collect::<BTreeSet<_>>(), ["DeviceName", "OSVersion"].map(String::from).into());
+            assert_eq!(
+                q.keys().cloned().collect::<BTreeSet<_>>(),
+                ["DeviceName", "OSVersion"].map(String::from).into()
+            );
         }
     }
 
@@ -734,18 +834,35 @@ mod tests {
             "information.security.yaml",
             &["SecurityInfo"],
             &[
-                "HardwareEncryptionCaps", "PasscodePresent", "PasscodeCompliant", "PasscodeCompliantWithProfiles",
-                "PasscodeLockGracePeriodEnforced", "FDE_Enabled", "FDE_HasPersonalRecoveryKey",
-                "FDE_HasInstitutionalRecoveryKey", "SystemIntegrityProtectionEnabled", "FirewallSettings",
-                "SecureBoot", "ManagementStatus", "AuthenticatedRootVolumeEnabled", "RemoteDesktopEnabled",
-                "BootstrapTokenAllowedForAuthentication", "BootstrapTokenRequiredForSoftwareUpdate",
-                "BootstrapTokenRequiredForKernelExtensionApproval", "IsRecoveryLockEnabled",
+                "HardwareEncryptionCaps",
+                "PasscodePresent",
+                "PasscodeCompliant",
+                "PasscodeCompliantWithProfiles",
+                "PasscodeLockGracePeriodEnforced",
+                "FDE_Enabled",
+                "FDE_HasPersonalRecoveryKey",
+                "FDE_HasInstitutionalRecoveryKey",
+                "SystemIntegrityProtectionEnabled",
+                "FirewallSettings",
+                "SecureBoot",
+                "ManagementStatus",
+                "AuthenticatedRootVolumeEnabled",
+                "RemoteDesktopEnabled",
+                "BootstrapTokenAllowedForAuthentication",
+                "BootstrapTokenRequiredForSoftwareUpdate",
+                "BootstrapTokenRequiredForKernelExtensionApproval",
+                "IsRecoveryLockEnabled",
             ],
         );
         let mgmt = allowed(
             "information.security.yaml",
             &["SecurityInfo", "ManagementStatus"],
-            &["EnrolledViaDEP", "UserApprovedEnrollment", "IsUserEnrollment", "IsActivationLockManageable"],
+            &[
+                "EnrolledViaDEP",
+                "UserApprovedEnrollment",
+                "IsUserEnrollment",
+                "IsActivationLockManageable",
+            ],
         );
         for kind in [DeviceKind::IPhone, DeviceKind::Mac] {
             let mut d = dev(kind);
@@ -767,17 +884,32 @@ mod tests {
             "profile.list.yaml",
             &["ProfileList", "ProfileListItem"],
             &[
-                "PayloadUUID", "PayloadIdentifier", "PayloadVersion", "PayloadDisplayName", "PayloadOrganization",
-                "PayloadDescription", "PayloadRemovalDisallowed", "HasRemovalPasscode", "IsEncrypted",
-                "SignerCertificates", "IsManaged", "Source", "PayloadContent",
+                "PayloadUUID",
+                "PayloadIdentifier",
+                "PayloadVersion",
+                "PayloadDisplayName",
+                "PayloadOrganization",
+                "PayloadDescription",
+                "PayloadRemovalDisallowed",
+                "HasRemovalPasscode",
+                "IsEncrypted",
+                "SignerCertificates",
+                "IsManaged",
+                "Source",
+                "PayloadContent",
             ],
         );
         let content = allowed(
             "profile.list.yaml",
             &["ProfileList", "ProfileListItem", "PayloadContent", "PayloadContentItem"],
             &[
-                "PayloadType", "PayloadVersion", "PayloadIdentifier", "PayloadUUID", "PayloadDisplayName",
-                "PayloadDescription", "PayloadOrganization",
+                "PayloadType",
+                "PayloadVersion",
+                "PayloadIdentifier",
+                "PayloadUUID",
+                "PayloadDisplayName",
+                "PayloadDescription",
+                "PayloadOrganization",
             ],
         );
         let mut d = dev(DeviceKind::IPad);
@@ -792,11 +924,17 @@ mod tests {
 <key>PayloadIdentifier</key><string>com.example.wifi.1</string>
 <key>PayloadUUID</key><string>BBBBBBBB-2222-4333-8444-555555555555</string>
 <key>SSID_STR</key><string>Office</string></dict></array></dict></plist>"#;
-        let a = answer(&mut d, &cmd(Some("InstallProfile"), &[("Payload", Value::Data(wifi.to_vec()))]));
+        let a = answer(
+            &mut d,
+            &cmd(Some("InstallProfile"), &[("Payload", Value::Data(wifi.to_vec()))]),
+        );
         assert_eq!(a.status, Status::Acknowledged, "{a:?}");
         assert!(a.keys.is_empty(), "InstallProfile has no response keys");
         // Same identifier again: replaced, not added.
-        let a = answer(&mut d, &cmd(Some("InstallProfile"), &[("Payload", Value::Data(wifi.to_vec()))]));
+        let a = answer(
+            &mut d,
+            &cmd(Some("InstallProfile"), &[("Payload", Value::Data(wifi.to_vec()))]),
+        );
         assert_eq!(a.status, Status::Acknowledged);
         let a = answer(&mut d, &cmd(Some("ProfileList"), &[]));
         let list = a.keys["ProfileList"].as_array().unwrap();
@@ -805,22 +943,43 @@ mod tests {
             let p = p.as_dictionary().unwrap();
             assert_subset("ProfileListItem", p.keys().cloned(), &item);
             for c in p["PayloadContent"].as_array().unwrap() {
-                assert_subset("PayloadContentItem", c.as_dictionary().unwrap().keys().cloned(), &content);
+                assert_subset(
+                    "PayloadContentItem",
+                    c.as_dictionary().unwrap().keys().cloned(),
+                    &content,
+                );
             }
         }
         // Garbage payload: Error with an ErrorChain.
-        let a = answer(&mut d, &cmd(Some("InstallProfile"), &[("Payload", Value::Data(b"nope".to_vec()))]));
+        let a = answer(
+            &mut d,
+            &cmd(Some("InstallProfile"), &[("Payload", Value::Data(b"nope".to_vec()))]),
+        );
         assert_eq!(a.status, Status::Error);
         assert!(a.keys["ErrorChain"].as_array().is_some());
         // Missing Payload: CommandFormatError.
-        assert_eq!(answer(&mut d, &cmd(Some("InstallProfile"), &[])).status, Status::CommandFormatError);
+        assert_eq!(
+            answer(&mut d, &cmd(Some("InstallProfile"), &[])).status,
+            Status::CommandFormatError
+        );
         // Remove: known, then unknown.
-        let a = answer(&mut d, &cmd(Some("RemoveProfile"), &[("Identifier", "com.example.wifi".into())]));
+        let a = answer(
+            &mut d,
+            &cmd(Some("RemoveProfile"), &[("Identifier", "com.example.wifi".into())]),
+        );
         assert_eq!(a.status, Status::Acknowledged);
-        let a = answer(&mut d, &cmd(Some("RemoveProfile"), &[("Identifier", "com.example.wifi".into())]));
+        let a = answer(
+            &mut d,
+            &cmd(Some("RemoveProfile"), &[("Identifier", "com.example.wifi".into())]),
+        );
         assert_eq!(a.status, Status::Error);
         let e = a.keys["ErrorChain"].as_array().unwrap()[0].as_dictionary().unwrap();
-        for k in ["ErrorCode", "ErrorDomain", "LocalizedDescription", "USEnglishDescription"] {
+        for k in [
+            "ErrorCode",
+            "ErrorDomain",
+            "LocalizedDescription",
+            "USEnglishDescription",
+        ] {
             assert!(e.contains_key(k));
         }
         assert_eq!(d.profiles.len(), 1);
@@ -832,10 +991,27 @@ mod tests {
             "application.installed.list.yaml",
             &["InstalledApplicationList", "InstalledApplicationListItem"],
             &[
-                "Identifier", "ExternalVersionIdentifier", "DistributorIdentifier", "Version", "ShortVersion", "Name",
-                "BundleSize", "DynamicSize", "IsValidated", "Installing", "AppStoreVendable", "DeviceBasedVPP",
-                "BetaApp", "AdHocCodeSigned", "HasUpdateAvailable", "DownloadFailed", "DownloadWaiting",
-                "DownloadPaused", "DownloadCancelled", "IsAppClip", "Source",
+                "Identifier",
+                "ExternalVersionIdentifier",
+                "DistributorIdentifier",
+                "Version",
+                "ShortVersion",
+                "Name",
+                "BundleSize",
+                "DynamicSize",
+                "IsValidated",
+                "Installing",
+                "AppStoreVendable",
+                "DeviceBasedVPP",
+                "BetaApp",
+                "AdHocCodeSigned",
+                "HasUpdateAvailable",
+                "DownloadFailed",
+                "DownloadWaiting",
+                "DownloadPaused",
+                "DownloadCancelled",
+                "IsAppClip",
+                "Source",
             ],
         );
         for kind in [DeviceKind::IPhone, DeviceKind::Mac] {
@@ -844,7 +1020,11 @@ mod tests {
             let list = a.keys["InstalledApplicationList"].as_array().unwrap();
             assert!(list.len() >= 5);
             for app in list {
-                assert_subset("InstalledApplicationListItem", app.as_dictionary().unwrap().keys().cloned(), &app_keys);
+                assert_subset(
+                    "InstalledApplicationListItem",
+                    app.as_dictionary().unwrap().keys().cloned(),
+                    &app_keys,
+                );
             }
             let a = answer(
                 &mut d,
@@ -866,11 +1046,21 @@ mod tests {
         let mut item = Dictionary::new();
         item.insert("Item".into(), "DeviceName".into());
         item.insert("DeviceName".into(), "Lab iPad 12".into());
-        let a = answer(&mut d, &cmd(Some("Settings"), &[("Settings", Value::Array(vec![Value::Dictionary(item)]))]));
+        let a = answer(
+            &mut d,
+            &cmd(
+                Some("Settings"),
+                &[("Settings", Value::Array(vec![Value::Dictionary(item)]))],
+            ),
+        );
         assert_eq!(a.status, Status::Acknowledged);
         assert_eq!(d.name, "Lab iPad 12");
         for r in a.keys["Settings"].as_array().unwrap() {
-            assert_subset("Settings item", r.as_dictionary().unwrap().keys().cloned(), &settings_keys);
+            assert_subset(
+                "Settings item",
+                r.as_dictionary().unwrap().keys().cloned(),
+                &settings_keys,
+            );
         }
         let q = device_information(&d, Some(&["DeviceName".to_string()]));
         assert_eq!(q["DeviceName"].as_string(), Some("Lab iPad 12"));
@@ -878,9 +1068,18 @@ mod tests {
         let mut item = Dictionary::new();
         item.insert("Item".into(), "DataRoaming".into());
         item.insert("Enabled".into(), true.into());
-        let a = answer(&mut d, &cmd(Some("Settings"), &[("Settings", Value::Array(vec![Value::Dictionary(item)]))]));
+        let a = answer(
+            &mut d,
+            &cmd(
+                Some("Settings"),
+                &[("Settings", Value::Array(vec![Value::Dictionary(item)]))],
+            ),
+        );
         assert_eq!(a.status, Status::Error);
-        assert_eq!(a.keys["Settings"].as_array().unwrap()[0].as_dictionary().unwrap()["Status"].as_string(), Some("Error"));
+        assert_eq!(
+            a.keys["Settings"].as_array().unwrap()[0].as_dictionary().unwrap()["Status"].as_string(),
+            Some("Error")
+        );
 
         for rt in ["DeviceConfigured", "DeviceLock", "RestartDevice"] {
             let a = answer(&mut d, &cmd(Some(rt), &[]));
@@ -900,7 +1099,10 @@ mod tests {
         let a = answer(&mut d, &cmd(None, &[]));
         assert_eq!(a.status, Status::CommandFormatError);
         assert_eq!(a.command_uuid.as_deref(), Some("C0FFEE00-0000-4000-8000-000000000001"));
-        assert_eq!(answer(&mut d, &Value::String("x".into())).status, Status::CommandFormatError);
+        assert_eq!(
+            answer(&mut d, &Value::String("x".into())).status,
+            Status::CommandFormatError
+        );
     }
 
     #[test]
@@ -921,7 +1123,10 @@ mod tests {
             return;
         }
         let k = yaml_keys("information.device.yaml", &["QueryResponses"]).unwrap();
-        assert!(k.contains("UDID") && k.contains("BluetoothMAC") && k.len() > 50, "{k:?}");
+        assert!(
+            k.contains("UDID") && k.contains("BluetoothMAC") && k.len() > 50,
+            "{k:?}"
+        );
         let k = yaml_keys("profile.list.yaml", &["ProfileList", "ProfileListItem"]).unwrap();
         assert!(k.contains("PayloadUUID") && k.contains("IsManaged"), "{k:?}");
         let k = yaml_keys("settings.yaml", &["Settings"]).unwrap();

@@ -304,8 +304,9 @@ impl<'a> Element<'a> {
     /// The text of a string type (PrintableString, UTF8String, IA5String, …).
     pub fn text(&self) -> Result<String, DerError> {
         match self.tag {
-            0x0c | 0x13 | 0x16 | 0x14 | 0x1a => String::from_utf8(self.content.to_vec())
-                .map_err(|_| DerError("string is not UTF-8".into())),
+            0x0c | 0x13 | 0x16 | 0x14 | 0x1a => {
+                String::from_utf8(self.content.to_vec()).map_err(|_| DerError("string is not UTF-8".into()))
+            }
             t => err(format!("expected a string, found tag {t:#04x}")),
         }
     }

@@ -188,18 +188,14 @@ impl FleetInner {
         body: Vec<u8>,
         sign: Option<(&X509, &PKey<Private>)>,
     ) -> Result<Vec<u8>, FleetError> {
-        let mut req = self
-            .http
-            .put(url)
-            .header("content-type", content_type)
-            .header(
-                "user-agent",
-                if dev.info.kind == DeviceKind::Mac {
-                    "MDM-OSX/1.0 mdmclient/1"
-                } else {
-                    "MDM/1.0"
-                },
-            );
+        let mut req = self.http.put(url).header("content-type", content_type).header(
+            "user-agent",
+            if dev.info.kind == DeviceKind::Mac {
+                "MDM-OSX/1.0 mdmclient/1"
+            } else {
+                "MDM/1.0"
+            },
+        );
         if let Some((cert, key)) = sign {
             req = req.header("mdm-signature", mdm_signature(cert, key, &body)?);
         }

@@ -65,7 +65,9 @@ use openssl::x509::X509;
 use tokio::sync::{Semaphore, watch};
 
 pub use commands::{CommandRecord, DeviceState, Status};
-pub use device::{CHECKIN_CONTENT_TYPE, CONNECT_CONTENT_TYPE, ConnectOutcome, Device, PROFILE_CONTENT_TYPE, mdm_signature};
+pub use device::{
+    CHECKIN_CONTENT_TYPE, CONNECT_CONTENT_TYPE, ConnectOutcome, Device, PROFILE_CONTENT_TYPE, mdm_signature,
+};
 pub use model::{DeviceInfo, DeviceKind};
 
 use crate::AppleSim;
@@ -361,7 +363,9 @@ impl Fleet {
                 b = b.add_root_certificate(cert);
             }
         }
-        let http = b.build().map_err(|e| FleetError::Options(format!("HTTP client: {e}")))?;
+        let http = b
+            .build()
+            .map_err(|e| FleetError::Options(format!("HTTP client: {e}")))?;
         let (stop, _) = watch::channel(false);
         Ok(Fleet {
             inner: Arc::new(FleetInner {
@@ -543,7 +547,13 @@ impl Fleet {
             checkouts: l(&c.checkouts),
             renewals: l(&c.renewals),
             erased: l(&c.erased),
-            recent_errors: c.recent.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect(),
+            recent_errors: c
+                .recent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .cloned()
+                .collect(),
         }
     }
 
@@ -617,7 +627,9 @@ fn spawn_listener(inner: Arc<FleetInner>, dev: Device, mut receiver: crate::apns
                 Ok(_) => {}
                 Err(FleetError::NotEnrolled(_)) => break,
                 // Like a device whose connect failed: it tries again a little later.
-                Err(_) => retry_at = Some(tokio::time::Instant::now() + inner.opts.not_now_retry.max(Duration::from_secs(1))),
+                Err(_) => {
+                    retry_at = Some(tokio::time::Instant::now() + inner.opts.not_now_retry.max(Duration::from_secs(1)))
+                }
             }
         }
     });

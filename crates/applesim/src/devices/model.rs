@@ -212,7 +212,12 @@ pub struct DeviceInfo {
 
 fn mac_address(rng: &mut Rng) -> String {
     // Apple OUIs seen on real devices.
-    const OUIS: &[[u8; 3]] = &[[0xa4, 0x83, 0xe7], [0xf0, 0x18, 0x98], [0x3c, 0x22, 0xfb], [0x8c, 0x85, 0x90]];
+    const OUIS: &[[u8; 3]] = &[
+        [0xa4, 0x83, 0xe7],
+        [0xf0, 0x18, 0x98],
+        [0x3c, 0x22, 0xfb],
+        [0x8c, 0x85, 0x90],
+    ];
     let oui = OUIS[rng.below(OUIS.len() as u64) as usize];
     let tail = rng.next_u64().to_be_bytes();
     format!(

@@ -30,8 +30,14 @@ pub fn unwrap_signed(body: &[u8]) -> Result<(Vec<u8>, bool), ProfileError> {
         .build();
     let certs = Stack::new().map_err(|e| ProfileError(e.to_string()))?;
     let mut out = Vec::new();
-    p7.verify(&certs, &store, None, Some(&mut out), Pkcs7Flags::NOVERIFY | Pkcs7Flags::BINARY)
-        .map_err(|e| ProfileError(format!("the CMS signature does not verify: {e}")))?;
+    p7.verify(
+        &certs,
+        &store,
+        None,
+        Some(&mut out),
+        Pkcs7Flags::NOVERIFY | Pkcs7Flags::BINARY,
+    )
+    .map_err(|e| ProfileError(format!("the CMS signature does not verify: {e}")))?;
     Ok((out, true))
 }
 
@@ -213,7 +219,10 @@ pub fn parse_enrollment_profile(body: &[u8]) -> Result<EnrollmentProfile, Profil
         keysize: keysize as u32,
         key_type,
         subject: subject(content.get("Subject"))?,
-        ca_fingerprint: content.get("CAFingerprint").and_then(Value::as_data).map(<[u8]>::to_vec),
+        ca_fingerprint: content
+            .get("CAFingerprint")
+            .and_then(Value::as_data)
+            .map(<[u8]>::to_vec),
         name: string(content, "Name"),
     };
     Ok(EnrollmentProfile {
@@ -403,7 +412,10 @@ pub(crate) mod tests {
     #[test]
     fn reads_an_enrollment_profile() {
         let p = parse_enrollment_profile(&enrollment_xml(true, true)).unwrap();
-        assert_eq!(p.mdm.check_in_url, "https://mdm.example.com/mdm/connect", "defaults to ServerURL");
+        assert_eq!(
+            p.mdm.check_in_url, "https://mdm.example.com/mdm/connect",
+            "defaults to ServerURL"
+        );
         assert!(p.mdm.sign_message && p.mdm.check_out_when_removed);
         assert_eq!(p.mdm.access_rights, Some(8191));
         assert_eq!(p.scep.keysize, 2048);

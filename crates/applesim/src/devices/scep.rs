@@ -392,7 +392,10 @@ pub fn signed_data(
         &der::context(0, &signer_cert.to_der()?),
         &der::set_of(&[signer_info]),
     ]);
-    Ok(der::sequence(&[&der::oid(oid::SIGNED_DATA)?, &der::context(0, &signed)]))
+    Ok(der::sequence(&[
+        &der::oid(oid::SIGNED_DATA)?,
+        &der::context(0, &signed),
+    ]))
 }
 
 /// The SCEP attributes of a CertRep (or of any SCEP SignedData).
@@ -474,7 +477,9 @@ pub fn read_cert_rep(
         )));
     }
     if a.transaction_id.as_deref() != Some(sent.transaction_id.as_str()) {
-        return Err(ScepError::Message("the CertRep's transactionID is not the request's".into()));
+        return Err(ScepError::Message(
+            "the CertRep's transactionID is not the request's".into(),
+        ));
     }
     if a.recipient_nonce.as_deref() != Some(&sent.sender_nonce[..]) {
         return Err(ScepError::Message(
@@ -485,7 +490,11 @@ pub fn read_cert_rep(
         Some("0") => {}
         Some("2") => {
             return Err(ScepError::Failure {
-                fail_info: a.fail_info.as_deref().map(fail_info_name).unwrap_or_else(|| "absent".into()),
+                fail_info: a
+                    .fail_info
+                    .as_deref()
+                    .map(fail_info_name)
+                    .unwrap_or_else(|| "absent".into()),
             });
         }
         Some("3") => return Err(ScepError::Pending),
@@ -849,7 +858,10 @@ mod tests {
         ] {
             let (rep, _, _) = ca_answer(&msg.der, &ca_cert, &ca_key, Some(code));
             let e = read_cert_rep(&rep, &msg, std::slice::from_ref(&ca_cert), &selfc, &dev, &dev).unwrap_err();
-            assert!(matches!(&e, ScepError::Failure { fail_info } if fail_info == name), "{e}");
+            assert!(
+                matches!(&e, ScepError::Failure { fail_info } if fail_info == name),
+                "{e}"
+            );
             assert!(e.to_string().contains(name));
         }
         // PENDING.
@@ -866,13 +878,16 @@ mod tests {
             Digest::Sha256,
         )
         .unwrap();
-        let e = read_cert_rep(&pending, &msg, &[ca_cert.clone()], &selfc, &dev, &dev).unwrap_err();
+        let e = read_cert_rep(&pending, &msg, std::slice::from_ref(&ca_cert), &selfc, &dev, &dev).unwrap_err();
         assert!(matches!(e, ScepError::Pending));
         // A reply to another request (nonce) is refused.
         let other = build_pki_message(MessageType::PkcsReq, &csr, &dev, &ca_cert, &selfc, &dev, &caps).unwrap();
         let (rep, _, _) = ca_answer(&other.der, &ca_cert, &ca_key, None);
-        let e = read_cert_rep(&rep, &msg, &[ca_cert.clone()], &selfc, &dev, &dev).unwrap_err();
-        assert!(e.to_string().contains("Nonce") || e.to_string().contains("transactionID"), "{e}");
+        let e = read_cert_rep(&rep, &msg, std::slice::from_ref(&ca_cert), &selfc, &dev, &dev).unwrap_err();
+        assert!(
+            e.to_string().contains("Nonce") || e.to_string().contains("transactionID"),
+            "{e}"
+        );
     }
 
     #[test]
