@@ -696,9 +696,13 @@ mod tests {
         d
     }
 
+    /// `shared/apple-device-management` inside the repository or beside it.
     fn yaml_dir() -> Option<PathBuf> {
-        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/apple-device-management/mdm/commands");
-        p.is_dir().then_some(p)
+        let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        ["../../shared", "../../../shared"]
+            .iter()
+            .map(|up| crate_dir.join(up).join("apple-device-management/mdm/commands"))
+            .find(|p| p.is_dir())
     }
 
     /// The keys a yaml file allows directly under `path` of its `responsekeys`.
