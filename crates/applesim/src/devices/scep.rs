@@ -313,7 +313,7 @@ pub fn self_signed(key: &PKeyRef<Private>, subject: &X509NameRef) -> Result<X509
 pub struct PkiMessage {
     /// The message (DER ContentInfo of SignedData).
     pub der: Vec<u8>,
-    /// The transactionID sent (hex of the SHA-256 of the new public key).
+    /// The transactionID sent (hex of the SHA-256 of the new public key and the nonce).
     pub transaction_id: String,
     /// The senderNonce sent.
     pub sender_nonce: [u8; 16],
@@ -333,9 +333,13 @@ pub fn build_pki_message(
     let mut recipients = Stack::new()?;
     recipients.push(recipient.to_owned())?;
     let envelope = Pkcs7::encrypt(&recipients, csr_der, caps.cipher(), Pkcs7Flags::BINARY)?.to_der()?;
-    let transaction_id = crate::catalog::hex(&hash(MessageDigest::sha256(), &new_key.public_key_to_der()?)?, true);
     let mut sender_nonce = [0u8; 16];
     crate::catalog::os_random(&mut sender_nonce);
+    // RFC 8894 suggests a hash of the public key; the nonce is mixed in because devices of a
+    // key pool share keys, and two requests must never share a transactionID.
+    let mut material = new_key.public_key_to_der()?;
+    material.extend_from_slice(&sender_nonce);
+    let transaction_id = crate::catalog::hex(&hash(MessageDigest::sha256(), &material)?, true);
     let der = signed_data(
         &envelope,
         &[
