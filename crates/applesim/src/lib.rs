@@ -15,6 +15,8 @@
 //! * **APNs** (`api.push.apple.com`) on a listener of its own: HTTP/2 over TLS with the push
 //!   certificate as client certificate, and the device side (push tokens that simulated
 //!   devices register and are woken through).
+//! * **Devices** ([`devices`]): iPhones, iPads and Macs that enroll in an MDM server through
+//!   an enrollment link (profile, SCEP, check-ins) and answer its commands when pushed.
 //!
 //! It is an independent peer written from Apple's documented behaviour. It shares no code
 //! with the MDM server it tests, so a misunderstanding on the client side is not mirrored
@@ -259,6 +261,53 @@
 //! Admin errors are `{"error":"…"}`, with status 404 for unknown objects and 400 for
 //! invalid input.
 //!
+//! ## Simulated devices (see [`devices`]; `applesim devices`)
+//!
+//! A [`devices::Fleet`] of iPhones, iPads and Macs plays the device side of MDM against a
+//! real server, written from Apple's `mdm/checkin`, `mdm/commands` and `mdm/profiles`
+//! schemas. Each device downloads the enrollment profile behind a link (plain or
+//! CMS-signed), gets its identity with its own SCEP client (RFC 8894: GetCACaps, GetCACert
+//! with the `CAFingerprint` check, PKCSReq with the challenge; AES-256 or DES3, SHA-256 or
+//! SHA-1, POST or GET, as the CA's capabilities say), registers a push token with this
+//! simulator's APNs, checks in (Authenticate, TokenUpdate; `Mdm-Signature` when the profile
+//! says `SignMessage`), and then connects whenever it is pushed, answering DeviceInformation,
+//! SecurityInfo, ProfileList, InstallProfile, RemoveProfile, InstalledApplicationList,
+//! Settings, DeviceConfigured, DeviceLock, RestartDevice and EraseDevice with the response
+//! keys of Apple's schema, `Error` 12021 (`MCMDMErrorDomain`, "Unknown command") for anything
+//! else and `CommandFormatError` without a `RequestType`. With a NotNow rate, commands Apple
+//! lets a device defer are answered `NotNow` at random and the device connects again by
+//! itself shortly after. Tests can check a device out, renew its identity (SCEP
+//! RenewalReq) and read what each device received and answered.
+//!
+//! ```no_run
+//! # async fn demo(sim: applesim::AppleSim, link: &str) -> Result<(), applesim::devices::FleetError> {
+//! use applesim::devices::{Fleet, FleetOptions};
+//! let fleet = Fleet::new(sim, FleetOptions { not_now_rate: 0.1, ..FleetOptions::default() })?;
+//! let report = fleet.enroll(link, 100).await;
+//! assert!(report.failed.is_empty());
+//! fleet.renew(0).await?;
+//! fleet.checkout(1).await?;
+//! println!("{:?}", fleet.stats());
+//! # Ok(()) }
+//! ```
+//!
+//! The fleet must share the [`AppleSim`] that issued the MDM server's push certificate: APNs
+//! accepts only certificates its own portal issued. The `applesim devices` command is
+//! therefore the whole simulator (what `applesim serve` runs) plus a fleet in one process:
+//! start it first, give the MDM server its vendor certificate, APNs CA and push certificate
+//! from it (the command prints how), then the enrollment link (`--enroll-url`, or pasted on
+//! standard input). It prints a summary line every second and totals on Ctrl-C
+//! (`--checkout-on-exit` checks every device out first).
+//!
+//! ```text
+//! applesim devices --count 200 --mix iphone=2,ipad=1,mac=1 --not-now-rate 0.1 \
+//!     --apns-listen 127.0.0.1:9801 --key-pool 50 [--enroll-url URL] [--ca-file ca.pem] [--checkout-on-exit]
+//! ```
+//!
+//! Each device makes an RSA key (`Keysize` of the profile, 2048 by default): thousands of
+//! devices take minutes on two cores, so `--key-pool K` / [`devices::FleetOptions::key_pool`]
+//! shares K keys made once (each device still gets its own certificate).
+//!
 //! ## Server tokens
 //!
 //! [`AppleSim::download_token`] writes exactly the four MIME header lines of Apple's
@@ -276,6 +325,7 @@ mod catalog;
 mod clock;
 mod cursor;
 mod dep;
+pub mod devices;
 pub mod oauth;
 pub mod pushcert;
 mod server;

@@ -1,7 +1,12 @@
 //! `applesim serve`: run the Apple ADE simulator as a stand-alone HTTP server.
+//! `applesim devices`: the same, plus a fleet of simulated devices enrolled in an MDM server.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use applesim::devices::{Fleet, FleetOptions, FleetStats, Status, parse_mix};
 use applesim::{AppleSim, DeviceSpec, OrgKind};
 use clap::{Parser, Subcommand};
 
@@ -30,6 +35,65 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         devices: usize,
     },
+    /// Everything `serve` does, plus simulated iPhones, iPads and Macs that enroll in your MDM
+    /// server through an enrollment link and answer its commands.
+    ///
+    /// APNs in applesim only accepts push certificates that this applesim's portal issued, and
+    /// all of applesim's state is in memory: so this one process is both Apple (vendor
+    /// certificates, push certificate portal, APNs) and the devices. Start it first; it
+    /// prints what the MDM server needs from it:
+    ///
+    ///  1. its MDM vendor certificate from this process (POST /abm/vendor-certificate, and
+    ///     /abm/vendor-chain), to sign push certificate requests;
+    ///
+    ///  2. APNs at --apns-listen, trusting /abm/apns-ca (for Russet: [apple] apns_url and
+    ///     apns_ca_file); then start (or restart) the MDM server;
+    ///
+    ///  3. a push certificate from this process's portal (POST /abm/push-certificates),
+    ///     installed in the MDM server; then an enrollment link.
+    ///
+    /// Give the link with --enroll-url, or paste it when asked (standard input). The
+    /// devices poll it until it serves a profile, enroll (SCEP, Authenticate, TokenUpdate),
+    /// then answer pushes until Ctrl-C. A summary line is printed every second, totals on
+    /// exit. Restarting applesim makes a new Apple PKI and APNs CA: repeat steps 1 to 3.
+    Devices {
+        /// The enrollment link (it must answer a .mobileconfig, application/x-apple-aspen-config);
+        /// read from standard input when absent.
+        #[arg(long)]
+        enroll_url: Option<String>,
+        /// Devices to enroll.
+        #[arg(long, default_value_t = 10)]
+        count: usize,
+        /// Kinds and weights, e.g. iphone=2,ipad=1,mac=1.
+        #[arg(long, default_value = "iphone=2,ipad=1,mac=1")]
+        mix: String,
+        /// Probability (0-1) that a device answers NotNow to a command that allows it; it
+        /// then connects again by itself after --not-now-retry-ms.
+        #[arg(long, default_value_t = 0.0)]
+        not_now_rate: f64,
+        /// Delay before a device that said NotNow connects again, in milliseconds.
+        #[arg(long, default_value_t = 3000)]
+        not_now_retry_ms: u64,
+        /// Share this many RSA keys among the devices instead of one per device (key
+        /// generation takes minutes for thousands of devices on a small machine).
+        #[arg(long)]
+        key_pool: Option<usize>,
+        /// Enrollments and connects in flight at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Extra CA certificates (PEM) to trust for https:// MDM and SCEP URLs.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// On Ctrl-C, every enrolled device checks out (CheckOut) before exiting.
+        #[arg(long)]
+        checkout_on_exit: bool,
+        /// Address of the DEP and admin listener.
+        #[arg(long, default_value = "127.0.0.1:9800")]
+        listen: SocketAddr,
+        /// Address of the APNs listener (the MDM server pushes here).
+        #[arg(long, default_value = "127.0.0.1:9801")]
+        apns_listen: SocketAddr,
+    },
 }
 
 #[tokio::main]
@@ -54,7 +118,215 @@ async fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         },
+        Command::Devices {
+            enroll_url,
+            count,
+            mix,
+            not_now_rate,
+            not_now_retry_ms,
+            key_pool,
+            concurrency,
+            ca_file,
+            checkout_on_exit,
+            listen,
+            apns_listen,
+        } => {
+            let opts = (|| -> Result<FleetOptions, String> {
+                let extra_ca_pem = match &ca_file {
+                    Some(p) => Some(std::fs::read(p).map_err(|e| format!("--ca-file {}: {e}", p.display()))?),
+                    None => None,
+                };
+                Ok(FleetOptions {
+                    mix: parse_mix(&mix).map_err(|e| e.to_string())?,
+                    not_now_rate,
+                    not_now_retry: Duration::from_millis(not_now_retry_ms),
+                    key_pool,
+                    concurrency,
+                    extra_ca_pem,
+                    ..FleetOptions::default()
+                })
+            })();
+            let result = match opts {
+                Ok(opts) => {
+                    devices(DevicesArgs {
+                        enroll_url,
+                        count,
+                        opts,
+                        checkout_on_exit,
+                        listen,
+                        apns_listen,
+                    })
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("applesim: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
     }
+}
+
+struct DevicesArgs {
+    enroll_url: Option<String>,
+    count: usize,
+    opts: FleetOptions,
+    checkout_on_exit: bool,
+    listen: SocketAddr,
+    apns_listen: SocketAddr,
+}
+
+fn summary(s: &FleetStats) -> String {
+    format!(
+        "enrolled {} (failed {}), wakes {}, connects {}, commands: acknowledged {} error {} format-error {} not-now {}, errors {}",
+        s.enrolled,
+        s.enroll_failures,
+        s.wakes,
+        s.connects,
+        s.commands_with(Status::Acknowledged),
+        s.commands_with(Status::Error),
+        s.commands_with(Status::CommandFormatError),
+        s.commands_with(Status::NotNow),
+        s.errors,
+    )
+}
+
+async fn devices(a: DevicesArgs) -> Result<(), String> {
+    let sim = AppleSim::new();
+    let org = sim.create_org("Example Org", OrgKind::Business);
+    let server = sim.create_mdm_server(org, "Example MDM Server");
+    let running = sim
+        .serve_with_apns(a.listen, a.apns_listen)
+        .await
+        .map_err(|e| format!("listening: {e}"))?;
+    let b = &running.base_url;
+    println!("applesim listening on {b} (DEP and admin API; organisation {org}, MDM server {server})");
+    println!("  APNs base URL: {}  (HTTP/2 + TLS)", running.apns_url);
+    println!();
+    let apns = &running.apns_url;
+    println!("What the MDM server needs from THIS applesim process (its state is in memory):");
+    println!("  1. an MDM vendor certificate, to sign push certificate requests:");
+    println!(
+        "       openssl req -new -newkey rsa:2048 -nodes -keyout vendor.key -subj '/O=Example/CN=Example' -out vendor.csr"
+    );
+    println!("       curl --data-binary @vendor.csr {b}/abm/vendor-certificate > vendor.pem");
+    println!("       curl {b}/abm/vendor-chain > vendor-chain.pem");
+    println!("  2. APNs: push to {apns}, trusting: curl {b}/abm/apns-ca > apns-ca.pem");
+    println!("     Russet: [apple] apns_url = \"{apns}\", apns_ca_file = \"apns-ca.pem\";");
+    println!("             [mdm] vendor_certificate_file = \"vendor.pem\", vendor_key_file = \"vendor.key\",");
+    println!("                   vendor_chain_file = \"vendor-chain.pem\"; then start russet serve");
+    println!("  3. a push certificate from this portal, installed in the MDM server:");
+    println!("       russet push-cert csr --request-out push.b64");
+    println!(
+        "       curl -d \"{{\\\"apple_id\\\":\\\"admin@example.com\\\",\\\"request\\\":\\\"$(cat push.b64)\\\"}}\" {b}/abm/push-certificates"
+    );
+    println!(
+        "       (save certificate_pem as push.pem)  russet push-cert upload --file push.pem --apple-id admin@example.com"
+    );
+    println!("     then an enrollment link:  russet enrollment-link create --name 'Simulated devices'");
+    println!();
+    let enroll_url = match a.enroll_url.clone() {
+        Some(u) => u,
+        None => {
+            println!("Paste the enrollment link and press Enter:");
+            let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(tokio::io::stdin()));
+            loop {
+                tokio::select! {
+                    _ = wait_for_signal() => {
+                        running.shutdown().await;
+                        return Ok(());
+                    }
+                    line = lines.next_line() => match line {
+                        Ok(Some(l)) if !l.trim().is_empty() => break l.trim().to_owned(),
+                        Ok(Some(_)) => continue,
+                        Ok(None) => return Err("standard input ended before an enrollment link was given (use --enroll-url)".into()),
+                        Err(e) => return Err(format!("reading standard input: {e}")),
+                    }
+                }
+            }
+        }
+    };
+    let fleet = Arc::new(Fleet::new(sim.clone(), a.opts).map_err(|e| e.to_string())?);
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    // Wait until the link serves a profile (no push certificate yet answers an error).
+    let mut said = String::new();
+    loop {
+        let state = match http.get(&enroll_url).send().await {
+            Ok(r) if r.status().is_success() => break,
+            Ok(r) => {
+                let status = r.status();
+                let body = r.text().await.unwrap_or_default();
+                format!("HTTP {status}: {}", body.chars().take(200).collect::<String>())
+            }
+            Err(e) => format!("{e}"),
+        };
+        if state != said {
+            println!("waiting for {enroll_url} to serve a profile ({state})");
+            said = state;
+        }
+        tokio::select! {
+            _ = wait_for_signal() => {
+                running.shutdown().await;
+                return Ok(());
+            }
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+    println!("enrolling {} devices through {enroll_url}", a.count);
+    let enrolling = {
+        let fleet = fleet.clone();
+        let url = enroll_url.clone();
+        let n = a.count;
+        tokio::spawn(async move { fleet.enroll(&url, n).await })
+    };
+    let mut enrolling = Some(enrolling);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    let mut seen_errors = 0u64;
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            _ = &mut signal => break,
+            _ = tick.tick() => {
+                let s = fleet.stats();
+                println!("[{:>5}s] {}", started.elapsed().as_secs(), summary(&s));
+                if s.errors > seen_errors {
+                    let new = (s.errors - seen_errors) as usize;
+                    for e in s.recent_errors.iter().rev().take(new.min(3)).rev() {
+                        println!("        error: {e}");
+                    }
+                    seen_errors = s.errors;
+                }
+                if enrolling.as_ref().is_some_and(|h| h.is_finished())
+                    && let Some(Ok(report)) = match enrolling.take() {
+                        Some(h) => Some(h.await),
+                        None => None,
+                    }
+                {
+                    println!(
+                        "enrollment done: {} enrolled, {} failed; devices now answer pushes (Ctrl-C to stop)",
+                        report.enrolled.len(),
+                        report.failed.len()
+                    );
+                }
+            }
+        }
+    }
+    println!();
+    if a.checkout_on_exit {
+        let n = fleet.checkout_all().await;
+        println!("{n} devices checked out");
+    }
+    fleet.shutdown();
+    println!("totals: {}", summary(&fleet.stats()));
+    running.shutdown().await;
+    Ok(())
 }
 
 async fn serve(listen: SocketAddr, apns_listen: SocketAddr, devices: usize) -> std::io::Result<()> {
