@@ -84,6 +84,12 @@ pub const KEYS: &[KeySpec] = &[
         help: "PEM private key file for tls.cert",
     },
     KeySpec {
+        path: "tls.client_certificates",
+        kind: ValueKind::Bool,
+        default: "true",
+        help: "with HTTPS, ask clients for a certificate (optional) so devices can identify by their TLS client certificate",
+    },
+    KeySpec {
         path: "apple.dep_url",
         kind: ValueKind::Str,
         default: "https://mdmenrollment.apple.com",
@@ -204,11 +210,23 @@ pub const KEYS: &[KeySpec] = &[
 ];
 
 /// TLS settings: both files or neither.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// Ask clients for a certificate they may decline (devices present their identity).
+    pub client_certificates: bool,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: None,
+            key: None,
+            client_certificates: true,
+        }
+    }
 }
 
 /// Apple's services.
@@ -772,6 +790,7 @@ mod tests {
             tls: TlsConfig {
                 cert: Some("c".into()),
                 key: Some("k".into()),
+                client_certificates: true,
             },
             apple: AppleConfig {
                 apns_ca_file: Some("ca".into()),

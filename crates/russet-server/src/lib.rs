@@ -12,6 +12,7 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod serve;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;

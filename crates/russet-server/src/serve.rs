@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum_server::Handle;
-use axum_server::tls_openssl::{OpenSSLAcceptor, OpenSSLConfig};
 use russet_apple::push_cert::VendorIdentity;
 use russet_core::enroll::ProfileSigner;
 use russet_core::push_cert::PushVendor;
@@ -334,12 +333,14 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<RunningServ
     })?;
     let task = match (&config.tls.cert, &config.tls.key) {
         (Some(cert), Some(key)) => {
-            let tls = OpenSSLConfig::from_pem_chain_file(cert, key).map_err(|e| StartError::Tls {
+            let tls = crate::tls::config(cert, key, config.tls.client_certificates).map_err(|e| StartError::Tls {
                 cert: cert.clone(),
                 key: key.clone(),
                 detail: e.to_string(),
             })?;
-            let server = server.acceptor(OpenSSLAcceptor::new(tls)).handle(handle.clone());
+            let server = server
+                .acceptor(crate::tls::ClientCertAcceptor::new(tls))
+                .handle(handle.clone());
             tokio::spawn(async move { server.serve(service).await })
         }
         _ => {

@@ -6,6 +6,7 @@
 //! answer 400 (or 413 for oversized bodies) with a short text: never 401, which would make an
 //! enrolled device unenroll.
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -15,6 +16,7 @@ use russet_core::mdm::CheckinReply;
 use russet_core::{CoreError, ErrorKind};
 
 use crate::AppState;
+use crate::tls::TlsClientCert;
 
 const CHECKIN_CONTENT_TYPE: &str = "application/x-apple-aspen-mdm-checkin";
 
@@ -34,9 +36,15 @@ fn device_error(e: &CoreError) -> Response {
     (status, format!("{}: {}\n", e.code, e.message)).into_response()
 }
 
-/// The certificate behind the request, if it carries one; a header that is present but
-/// wrong is an error.
-fn identity(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Option<DeviceCertificate>, CoreError> {
+/// The certificate behind the request, if it carries one: the `Mdm-Signature` header's signer,
+/// else the certificate presented to Russet's own TLS listener, else the one a trusted proxy
+/// forwards in `mdm.client_cert_header`. A header that is present but wrong is an error.
+fn identity(
+    state: &AppState,
+    headers: &HeaderMap,
+    tls: Option<&TlsClientCert>,
+    body: &[u8],
+) -> Result<Option<DeviceCertificate>, CoreError> {
     if let Some(sig) = headers.get("mdm-signature") {
         let value = sig
             .to_str()
@@ -46,6 +54,20 @@ fn identity(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Option
             .verify(value, body)
             .map(Some)
             .map_err(|e| CoreError::invalid("mdm_signature", format!("the Mdm-Signature is not valid: {e}")));
+    }
+    if let Some(TlsClientCert(der)) = tls {
+        return openssl::x509::X509::from_der(der)
+            .map_err(|e| {
+                CoreError::invalid(
+                    "mdm_client_cert",
+                    format!("the TLS client certificate cannot be read: {e}"),
+                )
+            })
+            .and_then(|c| {
+                DeviceCertificate::from_certificate(c)
+                    .map_err(|e| CoreError::invalid("mdm_client_cert", format!("the TLS client certificate: {e}")))
+            })
+            .map(Some);
     }
     if let Some(name) = state.client_cert_header.as_deref()
         && let Some(v) = headers.get(name)
@@ -73,8 +95,8 @@ fn is_checkin(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.to_ascii_lowercase().starts_with(CHECKIN_CONTENT_TYPE))
 }
 
-async fn checkin_response(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
-    let cert = match identity(state, headers, body) {
+async fn checkin_response(state: &AppState, headers: &HeaderMap, tls: Option<&TlsClientCert>, body: &[u8]) -> Response {
+    let cert = match identity(state, headers, tls, body) {
         Ok(c) => c,
         Err(e) => return device_error(&e),
     };
@@ -92,17 +114,29 @@ async fn checkin_response(state: &AppState, headers: &HeaderMap, body: &[u8]) ->
 }
 
 /// `PUT /mdm/checkin`.
-pub async fn checkin(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    checkin_response(&state, &headers, &body).await
+pub async fn checkin(
+    State(state): State<AppState>,
+    tls: Option<Extension<Option<TlsClientCert>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let tls = tls.and_then(|Extension(c)| c);
+    checkin_response(&state, &headers, tls.as_ref(), &body).await
 }
 
 /// `PUT /mdm/connect`: command reports; check-ins too when the device uses one URL (by their
 /// Content-Type, as NanoMDM decides; a missing Content-Type is a report).
-pub async fn connect(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn connect(
+    State(state): State<AppState>,
+    tls: Option<Extension<Option<TlsClientCert>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let tls = tls.and_then(|Extension(c)| c);
     if is_checkin(&headers) {
-        return checkin_response(&state, &headers, &body).await;
+        return checkin_response(&state, &headers, tls.as_ref(), &body).await;
     }
-    let cert = match identity(&state, &headers, &body) {
+    let cert = match identity(&state, &headers, tls.as_ref(), &body) {
         Ok(c) => c,
         Err(e) => return device_error(&e),
     };
