@@ -14,6 +14,7 @@ use std::time::Duration as StdDuration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use common::mdm::*;
 use common::*;
 use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
 use openssl::pkey::{PKey, Private};
@@ -21,10 +22,7 @@ use openssl::stack::Stack;
 use openssl::x509::{X509, X509NameBuilder, X509ReqBuilder};
 use plist::{Dictionary, Value};
 use reqwest::{Method, StatusCode};
-use russet_testkit::TestDb;
 use serde_json::json;
-
-const APPLE_ID: &str = "mdm-admin@example.com";
 
 fn scepclient(test: &str) -> Option<PathBuf> {
     let path = std::env::var_os("RUSSET_TEST_SCEPCLIENT").map(PathBuf::from);
@@ -55,88 +53,6 @@ impl Device {
     fn cert_path(&self) -> PathBuf {
         self.dir.path().join("device.pem")
     }
-}
-
-/// The MDM vendor's identity (as Apple would have issued it) in files, for Russet's config.
-fn vendor_files(sim: &applesim::AppleSim, dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let key = PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_nid(openssl::nid::Nid::COMMONNAME, "MDM Vendor: Russet tests")
-        .unwrap();
-    let mut req = X509ReqBuilder::new().unwrap();
-    req.set_subject_name(&name.build()).unwrap();
-    req.set_pubkey(&key).unwrap();
-    req.sign(&key, openssl::hash::MessageDigest::sha256()).unwrap();
-    let csr = String::from_utf8(req.build().to_pem().unwrap()).unwrap();
-    let cert = sim.issue_vendor_certificate(&csr).unwrap();
-    let paths = (
-        dir.join("vendor.pem"),
-        dir.join("vendor.key"),
-        dir.join("vendor-chain.pem"),
-    );
-    std::fs::write(&paths.0, cert).unwrap();
-    std::fs::write(&paths.1, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
-    std::fs::write(&paths.2, sim.vendor_chain_pem()).unwrap();
-    paths
-}
-
-async fn start(test: &str) -> Vec<TestServer> {
-    let mut out = Vec::new();
-    for db in TestDb::all(test).await {
-        let dir = db.path().to_path_buf();
-        out.push(
-            TestServer::start_configured(db, Options::default(), |c, sim, run| {
-                let (cert, key, chain) = vendor_files(sim, &dir);
-                c.mdm.vendor_certificate_file = Some(cert);
-                c.mdm.vendor_key_file = Some(key);
-                c.mdm.vendor_chain_file = Some(chain);
-                c.mdm.organization = "Example Org".into();
-                // Debian's scepclient 2.1 only speaks single DES.
-                c.mdm.scep_allow_single_des = true;
-                let ca = dir.join("apns-ca.pem");
-                std::fs::write(&ca, sim.apns_ca_pem()).unwrap();
-                c.apple.apns_url = run.apns_url.clone();
-                c.apple.apns_ca_file = Some(ca);
-            })
-            .await,
-        );
-    }
-    out
-}
-
-/// CSR in Russet, signed request to applesim's portal, certificate back into Russet.
-async fn install_push_cert(s: &TestServer) -> String {
-    let csr = s
-        .json(s.req(Method::POST, "/api/v1/push-cert/csr"), StatusCode::CREATED)
-        .await;
-    let request = csr["signed_request"]
-        .as_str()
-        .expect("the vendor identity signs the request");
-    let issued = s
-        .sim
-        .push_portal_create(APPLE_ID, request)
-        .expect("Apple's portal accepts Russet's request");
-    let cert = s
-        .json(
-            s.req(Method::PUT, "/api/v1/push-cert")
-                .query(&[("apple_id", APPLE_ID)])
-                .body(issued.certificate_pem.clone()),
-            StatusCode::OK,
-        )
-        .await;
-    assert_eq!(cert["topic"], issued.topic);
-    issued.topic
-}
-
-async fn new_link(s: &TestServer, single_use: bool) -> String {
-    let link = s
-        .json(
-            s.req(Method::POST, "/api/v1/enrollment-links")
-                .json(&json!({ "name": "Test devices", "single_use": single_use })),
-            StatusCode::CREATED,
-        )
-        .await;
-    link["url"].as_str().unwrap().to_string()
 }
 
 /// Downloads the profile behind a link; returns (profile dictionary, SCEP payload).
@@ -828,6 +744,145 @@ async fn waiting_devices_are_pushed_again_oldest_first() {
             regs[2].1.receiver.try_recv().is_none(),
             "no push without a waiting command"
         );
+        s.stop().await;
+    }
+}
+
+async fn send(
+    client: reqwest::Client,
+    url: String,
+    entries: Vec<(&str, Value)>,
+    checkin: bool,
+) -> (StatusCode, String) {
+    let mut req = client.put(url).body(plist(entries));
+    if checkin {
+        req = req.header("content-type", "application/x-apple-aspen-mdm-checkin");
+    }
+    let resp = req.send().await.unwrap();
+    (
+        resp.status(),
+        String::from_utf8_lossy(&resp.bytes().await.unwrap()).into_owned(),
+    )
+}
+
+/// A device identity issued by Russet's CA directly (as SCEP would), recorded in the store.
+async fn issued_identity(s: &TestServer, cn: &str) -> (X509, PKey<Private>) {
+    let ca = s.server.core.device_ca().await.unwrap();
+    let key = PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_nid(openssl::nid::Nid::COMMONNAME, cn).unwrap();
+    let mut req = X509ReqBuilder::new().unwrap();
+    req.set_subject_name(&name.build()).unwrap();
+    req.set_pubkey(&key).unwrap();
+    req.sign(&key, openssl::hash::MessageDigest::sha256()).unwrap();
+    let cert = russet_apple::scep::issue_identity(
+        &req.build(),
+        &ca.cert,
+        &ca.key,
+        &russet_apple::scep::IssueParams::new(NOW - time::Duration::minutes(5), time::Duration::days(365)),
+    )
+    .unwrap();
+    s.server
+        .core
+        .store
+        .mdm_certificate_record(&russet_store::mdm::CertRecord {
+            sha256: hex::encode(cert.digest(openssl::hash::MessageDigest::sha256()).unwrap()),
+            serial: cert.serial_number().to_bn().unwrap().to_hex_str().unwrap().to_string(),
+            subject: format!("CN={cn}"),
+            not_before: NOW - time::Duration::minutes(5),
+            not_after: NOW + time::Duration::days(365),
+            issued_at: NOW,
+            challenge_id: None,
+            renewed_from: None,
+            enrollment_id: None,
+        })
+        .await
+        .unwrap();
+    (cert, key)
+}
+
+/// On Russet's own HTTPS listener a device may identify by the TLS client certificate it
+/// presents, without Mdm-Signature: the certificate is checked and pinned like a signer's,
+/// a request without any identity is refused, and another device's certificate is refused.
+#[tokio::test]
+async fn tls_client_certificate_identifies_a_device() {
+    let (tls_cert, tls_key) = russet_testkit::openssl_self_signed("localhost");
+    let servers = start_with("mdm::tls_client_cert", |c, dir| {
+        std::fs::write(dir.join("tls.crt"), &tls_cert).unwrap();
+        std::fs::write(dir.join("tls.key"), &tls_key).unwrap();
+        c.tls.cert = Some(dir.join("tls.crt"));
+        c.tls.key = Some(dir.join("tls.key"));
+    })
+    .await;
+    for mut s in servers {
+        let root = reqwest::Certificate::from_pem(tls_cert.as_bytes()).unwrap();
+        s.url = format!("https://localhost:{}", s.server.local_addr.port());
+        s.http = reqwest::Client::builder()
+            .add_root_certificate(root.clone())
+            .build()
+            .unwrap();
+        let topic = install_push_cert(&s).await;
+        let device_client = |cert: &X509, key: &PKey<Private>| {
+            let identity =
+                reqwest::Identity::from_pkcs8_pem(&cert.to_pem().unwrap(), &key.private_key_to_pem_pkcs8().unwrap())
+                    .unwrap();
+            reqwest::Client::builder()
+                .add_root_certificate(root.clone())
+                .identity(identity)
+                .build()
+                .unwrap()
+        };
+        let (a_cert, a_key) = issued_identity(&s, "tls-device-a").await;
+        let (b_cert, b_key) = issued_identity(&s, "tls-device-b").await;
+        let (a, b) = (device_client(&a_cert, &a_key), device_client(&b_cert, &b_key));
+        let checkin_url = format!("{}/mdm/checkin", s.url);
+        let connect_url = format!("{}/mdm/connect", s.url);
+        for (client, udid) in [(&a, "TLS-DEVICE-A"), (&b, "TLS-DEVICE-B")] {
+            let (code, text) = send(
+                client.clone(),
+                checkin_url.clone(),
+                vec![
+                    ("MessageType", Value::String("Authenticate".into())),
+                    ("UDID", Value::String(udid.into())),
+                    ("Topic", Value::String(topic.clone())),
+                ],
+                true,
+            )
+            .await;
+            assert_eq!(code, StatusCode::OK, "{udid} Authenticate: {text}");
+            let (code, text) = send(
+                client.clone(),
+                checkin_url.clone(),
+                vec![
+                    ("MessageType", Value::String("TokenUpdate".into())),
+                    ("UDID", Value::String(udid.into())),
+                    ("Topic", Value::String(topic.clone())),
+                    ("Token", Value::Data(udid.as_bytes().to_vec())),
+                    ("PushMagic", Value::String(format!("magic-{udid}"))),
+                ],
+                true,
+            )
+            .await;
+            assert_eq!(code, StatusCode::OK, "{udid} TokenUpdate: {text}");
+        }
+        // The first DeviceInformation reaches device A over its TLS identity.
+        let idle = |udid: &str| {
+            vec![
+                ("UDID", Value::String(udid.into())),
+                ("Status", Value::String("Idle".into())),
+            ]
+        };
+        let (code, text) = send(a.clone(), connect_url.clone(), idle("TLS-DEVICE-A"), false).await;
+        assert_eq!(code, StatusCode::OK, "{text}");
+        assert!(text.contains("DeviceInformation"), "{text}");
+        // Device B's certificate does not speak for device A.
+        let (code, text) = send(b.clone(), connect_url.clone(), idle("TLS-DEVICE-A"), false).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{text}");
+        assert!(text.contains("belongs to another enrollment"), "{text}");
+        // No certificate and no signature: refused, never 401.
+        let (code, text) = send(s.http.clone(), connect_url.clone(), idle("TLS-DEVICE-A"), false).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{text}");
+        assert!(text.contains("no device identity"), "{text}");
         s.stop().await;
     }
 }

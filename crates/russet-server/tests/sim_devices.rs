@@ -7,98 +7,18 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+
 use std::time::Duration;
 
 use applesim::devices::{DeviceKind, Fleet, FleetOptions, Status};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use common::mdm::*;
 use common::*;
-use openssl::pkey::PKey;
-use openssl::x509::{X509NameBuilder, X509ReqBuilder};
 use reqwest::{Method, StatusCode};
-use russet_testkit::TestDb;
 use serde_json::{Value, json};
 
-const APPLE_ID: &str = "mdm-admin@example.com";
 const NEW_NAME: &str = "Renamed by Russet";
-
-/// The MDM vendor's identity (as Apple would have issued it) in files, for Russet's config.
-fn vendor_files(sim: &applesim::AppleSim, dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let key = PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_nid(openssl::nid::Nid::COMMONNAME, "MDM Vendor: Russet tests")
-        .unwrap();
-    let mut req = X509ReqBuilder::new().unwrap();
-    req.set_subject_name(&name.build()).unwrap();
-    req.set_pubkey(&key).unwrap();
-    req.sign(&key, openssl::hash::MessageDigest::sha256()).unwrap();
-    let csr = String::from_utf8(req.build().to_pem().unwrap()).unwrap();
-    let cert = sim.issue_vendor_certificate(&csr).unwrap();
-    let paths = (
-        dir.join("vendor.pem"),
-        dir.join("vendor.key"),
-        dir.join("vendor-chain.pem"),
-    );
-    std::fs::write(&paths.0, cert).unwrap();
-    std::fs::write(&paths.1, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
-    std::fs::write(&paths.2, sim.vendor_chain_pem()).unwrap();
-    paths
-}
-
-/// Russet with a vendor identity, pushing to applesim's APNs (no single DES: applesim's
-/// SCEP client uses AES).
-async fn start(test: &str) -> Vec<TestServer> {
-    let mut out = Vec::new();
-    for db in TestDb::all(test).await {
-        let dir = db.path().to_path_buf();
-        out.push(
-            TestServer::start_configured(db, Options::default(), |c, sim, run| {
-                let (cert, key, chain) = vendor_files(sim, &dir);
-                c.mdm.vendor_certificate_file = Some(cert);
-                c.mdm.vendor_key_file = Some(key);
-                c.mdm.vendor_chain_file = Some(chain);
-                c.mdm.organization = "Example Org".into();
-                let ca = dir.join("apns-ca.pem");
-                std::fs::write(&ca, sim.apns_ca_pem()).unwrap();
-                c.apple.apns_url = run.apns_url.clone();
-                c.apple.apns_ca_file = Some(ca);
-            })
-            .await,
-        );
-    }
-    out
-}
-
-/// CSR in Russet, signed request to applesim's portal, certificate back into Russet.
-async fn install_push_cert(s: &TestServer) -> String {
-    let csr = s
-        .json(s.req(Method::POST, "/api/v1/push-cert/csr"), StatusCode::CREATED)
-        .await;
-    let issued = s
-        .sim
-        .push_portal_create(APPLE_ID, csr["signed_request"].as_str().unwrap())
-        .expect("Apple's portal accepts Russet's request");
-    s.json(
-        s.req(Method::PUT, "/api/v1/push-cert")
-            .query(&[("apple_id", APPLE_ID)])
-            .body(issued.certificate_pem.clone()),
-        StatusCode::OK,
-    )
-    .await;
-    issued.topic
-}
-
-async fn new_link(s: &TestServer) -> String {
-    let link = s
-        .json(
-            s.req(Method::POST, "/api/v1/enrollment-links")
-                .json(&json!({ "name": "Simulated fleet", "single_use": false })),
-            StatusCode::CREATED,
-        )
-        .await;
-    link["url"].as_str().unwrap().to_string()
-}
 
 fn random_uuid() -> String {
     let mut b = [0u8; 16];
@@ -185,9 +105,10 @@ fn wifi_profile() -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_simulated_fleet_enrolls_answers_checks_out_and_renews() {
     const N: usize = 20;
-    for s in start("sim_devices::fleet").await {
+    // No single DES: applesim's SCEP client uses AES.
+    for s in start_with("sim_devices::fleet", |c, _| c.mdm.scep_allow_single_des = false).await {
         let topic = install_push_cert(&s).await;
-        let link = new_link(&s).await;
+        let link = new_link(&s, false).await;
         let fleet = Fleet::new(
             s.sim.clone(),
             FleetOptions {

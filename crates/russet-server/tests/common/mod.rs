@@ -2,6 +2,8 @@
 //! to its own applesim (Apple's side), with injected clocks on both sides.
 #![allow(dead_code)]
 
+pub mod mdm;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
