@@ -244,58 +244,7 @@ async fn run(label: &str, db: TestDb, n: usize, pushes: usize, concurrency: usiz
         .serve("127.0.0.1:0".parse().expect("addr"))
         .await
         .expect("applesim serves");
-    let dir = db.path().to_path_buf();
-    // The MDM vendor identity, as Apple issues it.
-    let vendor_rsa = PKey::from_rsa(openssl::rsa::Rsa::generate(2048).expect("rsa")).expect("pkey");
-    let mut name = X509NameBuilder::new().expect("name");
-    name.append_entry_by_nid(Nid::COMMONNAME, "MDM Vendor: bench")
-        .expect("CN");
-    let mut req = X509ReqBuilder::new().expect("req");
-    req.set_subject_name(&name.build()).expect("subject");
-    req.set_pubkey(&vendor_rsa).expect("key");
-    req.sign(&vendor_rsa, MessageDigest::sha256()).expect("sign");
-    let csr = String::from_utf8(req.build().to_pem().expect("pem")).expect("utf8");
-    std::fs::write(
-        dir.join("vendor.pem"),
-        sim.issue_vendor_certificate(&csr).expect("vendor cert"),
-    )
-    .expect("write");
-    std::fs::write(
-        dir.join("vendor.key"),
-        vendor_rsa.private_key_to_pem_pkcs8().expect("pem"),
-    )
-    .expect("write");
-    std::fs::write(dir.join("vendor-chain.pem"), sim.vendor_chain_pem()).expect("write");
-    std::fs::write(dir.join("apns-ca.pem"), sim.apns_ca_pem()).expect("write");
-    let path = |f: &str| dir.join(f).display().to_string();
-    let russet = Russet::start(
-        &db,
-        &[],
-        &[
-            ("RUSSET_APPLE_APNS_URL", apple.apns_url.clone()),
-            ("RUSSET_APPLE_APNS_CA_FILE", path("apns-ca.pem")),
-            ("RUSSET_MDM_VENDOR_CERTIFICATE_FILE", path("vendor.pem")),
-            ("RUSSET_MDM_VENDOR_KEY_FILE", path("vendor.key")),
-            ("RUSSET_MDM_VENDOR_CHAIN_FILE", path("vendor-chain.pem")),
-        ],
-    );
-    let csr = russet.call(reqwest::Method::POST, "/api/v1/push-cert/csr", None).await;
-    let issued = sim
-        .push_portal_create(
-            "bench@example.com",
-            csr["signed_request"].as_str().expect("signed request"),
-        )
-        .expect("portal");
-    let resp = russet
-        .http
-        .put(format!("{}/api/v1/push-cert?apple_id=bench@example.com", russet.url))
-        .bearer_auth(&russet.key)
-        .body(issued.certificate_pem.clone())
-        .send()
-        .await
-        .expect("upload");
-    assert!(resp.status().is_success(), "push certificate upload: {}", resp.status());
-    let topic = issued.topic;
+    let (russet, topic) = Russet::start_with_push_cert(&db, &sim, &apple.apns_url, &[]).await;
 
     let device_key = PKey::from_rsa(openssl::rsa::Rsa::generate(2048).expect("rsa")).expect("pkey");
     let t = Instant::now();

@@ -134,3 +134,66 @@ impl Russet {
         }
     }
 }
+
+impl Russet {
+    /// Starts `russet serve` pushing to applesim's APNs at `apns_url`, with a vendor identity
+    /// applesim issued and a push certificate from applesim's portal (requested by Russet,
+    /// uploaded back): an MDM server ready for devices. Returns it with the push topic.
+    pub async fn start_with_push_cert(
+        db: &TestDb,
+        sim: &applesim::AppleSim,
+        apns_url: &str,
+        envs: &[(&str, String)],
+    ) -> (Russet, String) {
+        use openssl::hash::MessageDigest;
+        use openssl::nid::Nid;
+        use openssl::pkey::PKey;
+        use openssl::x509::{X509NameBuilder, X509ReqBuilder};
+
+        let dir = db.path().to_path_buf();
+        let vendor_rsa = PKey::from_rsa(openssl::rsa::Rsa::generate(2048).expect("rsa")).expect("pkey");
+        let mut name = X509NameBuilder::new().expect("name");
+        name.append_entry_by_nid(Nid::COMMONNAME, "MDM Vendor: bench")
+            .expect("CN");
+        let mut req = X509ReqBuilder::new().expect("req");
+        req.set_subject_name(&name.build()).expect("subject");
+        req.set_pubkey(&vendor_rsa).expect("key");
+        req.sign(&vendor_rsa, MessageDigest::sha256()).expect("sign");
+        let csr = String::from_utf8(req.build().to_pem().expect("pem")).expect("utf8");
+        let write = |f: &str, bytes: &[u8]| std::fs::write(dir.join(f), bytes).expect("write");
+        write(
+            "vendor.pem",
+            sim.issue_vendor_certificate(&csr).expect("vendor cert").as_bytes(),
+        );
+        write("vendor.key", &vendor_rsa.private_key_to_pem_pkcs8().expect("pem"));
+        write("vendor-chain.pem", sim.vendor_chain_pem().as_bytes());
+        write("apns-ca.pem", sim.apns_ca_pem().as_bytes());
+        let path = |f: &str| dir.join(f).display().to_string();
+        let mut all = vec![
+            ("RUSSET_APPLE_APNS_URL", apns_url.to_string()),
+            ("RUSSET_APPLE_APNS_CA_FILE", path("apns-ca.pem")),
+            ("RUSSET_MDM_VENDOR_CERTIFICATE_FILE", path("vendor.pem")),
+            ("RUSSET_MDM_VENDOR_KEY_FILE", path("vendor.key")),
+            ("RUSSET_MDM_VENDOR_CHAIN_FILE", path("vendor-chain.pem")),
+        ];
+        all.extend(envs.iter().cloned());
+        let russet = Russet::start(db, &[], &all);
+        let csr = russet.call(reqwest::Method::POST, "/api/v1/push-cert/csr", None).await;
+        let issued = sim
+            .push_portal_create(
+                "bench@example.com",
+                csr["signed_request"].as_str().expect("signed request"),
+            )
+            .expect("portal");
+        let resp = russet
+            .http
+            .put(format!("{}/api/v1/push-cert?apple_id=bench@example.com", russet.url))
+            .bearer_auth(&russet.key)
+            .body(issued.certificate_pem.clone())
+            .send()
+            .await
+            .expect("upload");
+        assert!(resp.status().is_success(), "push certificate upload: {}", resp.status());
+        (russet, issued.topic)
+    }
+}
