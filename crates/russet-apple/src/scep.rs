@@ -65,11 +65,11 @@ mod testutil;
 use base64::Engine as _;
 use openssl::x509::X509Ref;
 
-pub use ca::{IssueParams, issue_identity, new_ca};
+pub use ca::{IssueParams, issue_identity, new_ca, new_ra};
 pub use error::{FailInfo, ScepError};
 pub use request::{
     ContentCipher, DecodeOptions, DigestAlgorithm, MessageType, PkiRequest, ReplyTo, decode_request,
-    decode_request_with,
+    decode_request_for, decode_request_with,
 };
 pub use response::{cert_rep_failure, cert_rep_success};
 

@@ -123,6 +123,8 @@ pub struct Core {
     push_state: push::SharedPushState,
     /// Russet's device CA, loaded once.
     device_ca: Arc<tokio::sync::OnceCell<Arc<enroll::DeviceCa>>>,
+    /// The SCEP RA in use (and the one before it, still accepted), loaded or made on first use.
+    scep_ra: Arc<tokio::sync::RwLock<Option<Arc<scep::ScepRa>>>>,
     /// Certificate pins already checked.
     pins: mdm::SharedPinCache,
 }
@@ -142,6 +144,7 @@ impl Core {
             job_counts: Arc::default(),
             push_state: Arc::default(),
             device_ca: Arc::default(),
+            scep_ra: Arc::default(),
             pins: Arc::default(),
         }
     }

@@ -287,14 +287,16 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<RunningServ
             config.data_dir.join(ADMIN_KEY_FILE).display()
         );
     }
-    // The device CA: made on the first start, loaded on every later one. Making its
-    // RSA-3072 key can take a second, so it happens in the background: the server answers at
-    // once, and a device arriving meanwhile waits for the same CA.
+    // The device CA and its SCEP RA: made on the first start, loaded on every later one.
+    // Making the CA's RSA-3072 key can take a second, so it happens in the background: the
+    // server answers at once, and a device arriving meanwhile waits for the same CA.
     {
         let core = core.clone();
         tokio::spawn(async move {
             if let Err(e) = core.device_ca().await {
                 tracing::error!(error = %e, "cannot load or create the device CA; enrollment will fail until it can");
+            } else if let Err(e) = core.scep_ra(false).await {
+                tracing::error!(error = %e, "cannot load or create the SCEP RA; enrollment will fail until it can");
             }
         });
     }

@@ -156,17 +156,35 @@ async fn strongswan_enroll(s: &TestServer, scep: &Dictionary, n: usize) -> Optio
     assert!(key_out.status.success(), "pki --gen");
     let key_path = dir.path().join("device.key");
     std::fs::write(&key_path, &key_out.stdout).unwrap();
-    let ca = s
+    // GetCACert: the RA certificate (devices encrypt to it, it signs the answers), then the
+    // CA's, as a certificates-only PKCS#7.
+    let resp = s
         .http
         .get(format!("{}/scep?operation=GetCACert", s.url))
         .send()
         .await
-        .unwrap()
-        .bytes()
-        .await
         .unwrap();
-    let ca_path = dir.path().join("ca.der");
-    std::fs::write(&ca_path, &ca).unwrap();
+    assert_eq!(resp.headers()["content-type"], "application/x-x509-ca-ra-cert");
+    let p7 = openssl::pkcs7::Pkcs7::from_der(&resp.bytes().await.unwrap()).unwrap();
+    let certs: Vec<X509> = p7
+        .signed()
+        .unwrap()
+        .certificates()
+        .unwrap()
+        .iter()
+        .map(|c| c.to_owned())
+        .collect();
+    assert_eq!(certs.len(), 2, "RA and CA");
+    let (ra, ca) = (&certs[0], &certs[1]);
+    assert!(ra.verify(&ca.public_key().unwrap()).unwrap(), "the CA issued the RA");
+    assert_eq!(
+        hex::encode(ca.digest(openssl::hash::MessageDigest::sha1()).unwrap()).to_uppercase(),
+        hex::encode(scep["CAFingerprint"].as_data().unwrap()).to_uppercase(),
+        "the profile pins the CA"
+    );
+    let ra_path = dir.path().join("ra.der");
+    std::fs::write(&ra_path, ra.to_der().unwrap()).unwrap();
+    let ca_path = ra_path.clone();
     let out = run(vec![
         "--scep".into(),
         "--url".into(),

@@ -77,6 +77,7 @@ fn cert_from_row(r: &AnyRow) -> Result<CertRecord, StoreError> {
 }
 
 const CA_AAD: &str = "mdm_ca:1:private_key";
+const RA_AAD: &str = "mdm_ca:1:ra_private_key";
 
 async fn insert_cert(conn: &mut sqlx::AnyConnection, c: &CertRecord) -> Result<(), StoreError> {
     sqlx::query(
@@ -132,6 +133,48 @@ impl Store {
         self.mdm_ca_get()
             .await?
             .ok_or_else(|| StoreError::Corrupt("the CA row vanished after it was written".into()))
+    }
+
+    /// The SCEP RA's certificate (PEM) and key, if one was made.
+    pub async fn mdm_ra_get(&self) -> Result<Option<(String, SecretString)>, StoreError> {
+        let row = sqlx::query("SELECT ra_certificate_pem, ra_private_key_enc FROM mdm_ca WHERE id = 1")
+            .fetch_optional(self.pool())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let (Some(pem), Some(sealed)) = (
+            row.try_get::<Option<String>, _>("ra_certificate_pem")?,
+            row.try_get::<Option<Vec<u8>>, _>("ra_private_key_enc")?,
+        ) else {
+            return Ok(None);
+        };
+        let key = self.master_key().open_string(RA_AAD, &sealed)?;
+        Ok(Some((pem, SecretString::from(key.as_str()))))
+    }
+
+    /// Puts a new RA in place of `replacing` (the RA's certificate PEM as read, `None` when
+    /// there was none), unless another process already replaced it; returns the RA in place
+    /// afterwards, which may be the other process's.
+    pub async fn mdm_ra_replace(
+        &self,
+        replacing: Option<&str>,
+        certificate_pem: &str,
+        key_pem: &SecretString,
+    ) -> Result<(String, SecretString), StoreError> {
+        let sealed = self.master_key().seal(RA_AAD, key_pem.expose_secret().as_bytes())?;
+        let gate = self.write_gate().await;
+        sqlx::query(
+            "UPDATE mdm_ca SET ra_certificate_pem = $1, ra_private_key_enc = $2 \
+             WHERE id = 1 AND COALESCE(ra_certificate_pem, '') = $3",
+        )
+        .bind(certificate_pem)
+        .bind(sealed)
+        .bind(replacing.unwrap_or(""))
+        .execute(self.pool())
+        .await?;
+        drop(gate);
+        self.mdm_ra_get()
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("the SCEP RA is missing right after it was written".into()))
     }
 
     /// Stores a new challenge (its hash). Returns its id.

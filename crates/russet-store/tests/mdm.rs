@@ -493,3 +493,45 @@ async fn concurrent_connects_are_written_together() {
         }
     }
 }
+
+/// The SCEP RA is sealed, and a replacement only lands if it replaces the RA in place: two
+/// processes replacing the same RA end up agreeing on the first one written.
+#[tokio::test]
+async fn the_scep_ra_is_replaced_once() {
+    for db in TestDb::all("mdm::ra").await {
+        let store = open(&db).await;
+        assert!(store.mdm_ra_get().await.unwrap().is_none(), "no CA yet");
+        store
+            .mdm_ca_create("CA PEM", &SecretString::from("CA KEY"), NOW)
+            .await
+            .unwrap();
+        assert!(store.mdm_ra_get().await.unwrap().is_none(), "no RA yet");
+        let (pem, key) = store
+            .mdm_ra_replace(None, "RA 1", &SecretString::from("RA KEY 1"))
+            .await
+            .unwrap();
+        assert_eq!((pem.as_str(), key.expose_secret()), ("RA 1", "RA KEY 1"));
+        // A second process that also saw no RA loses: the first one stays.
+        let (pem, _) = store
+            .mdm_ra_replace(None, "RA 1b", &SecretString::from("RA KEY 1b"))
+            .await
+            .unwrap();
+        assert_eq!(pem, "RA 1");
+        let (pem, key) = store
+            .mdm_ra_replace(Some("RA 1"), "RA 2", &SecretString::from("RA KEY 2"))
+            .await
+            .unwrap();
+        assert_eq!((pem.as_str(), key.expose_secret()), ("RA 2", "RA KEY 2"));
+        let (pem, _) = store
+            .mdm_ra_replace(Some("RA 1"), "RA 2b", &SecretString::from("RA KEY 2b"))
+            .await
+            .unwrap();
+        assert_eq!(pem, "RA 2");
+        let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+        let sealed: Vec<u8> = sqlx::query_scalar("SELECT ra_private_key_enc FROM mdm_ca")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert!(!sealed.windows(8).any(|w| w == b"RA KEY 2"), "the RA key is sealed");
+    }
+}

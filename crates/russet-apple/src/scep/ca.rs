@@ -156,6 +156,88 @@ pub fn new_ca(
     Ok((cert, key))
 }
 
+/// The RSA key size of an RA certificate ([`new_ra`]).
+const RA_RSA_BITS: u32 = 2048;
+
+/// Makes the SCEP registration authority (RA) certificate of a CA made by [`new_ca`]: the
+/// certificate devices encrypt their requests to and that signs the SCEP answers, as
+/// Microsoft's NDES does. It takes those two private-key operations per enrollment off the
+/// CA's RSA-3072 key (which then only signs certificates) onto an RSA-2048 key, a third of
+/// the cost. Subject `O=organization, CN=common_name`, issued by the CA, valid from an hour
+/// before `now` for `days` days (cut short to end with the CA), with basicConstraints
+/// `CA:FALSE` and keyUsage `digitalSignature, keyEncipherment` (both critical), and key
+/// identifiers. RFC 8894 §2.1.2 and §4.2.1.2.
+pub fn new_ra(
+    ca_cert: &X509,
+    ca_key: &PKey<Private>,
+    common_name: &str,
+    organization: &str,
+    now: OffsetDateTime,
+    days: u32,
+) -> Result<(X509, PKey<Private>), ScepError> {
+    check_ca(ca_cert, ca_key)?;
+    check_name(common_name, "common name")?;
+    check_name(organization, "organization")?;
+    if days == 0 {
+        return Err(ScepError::InvalidArgument {
+            detail: "the RA certificate's validity must be at least a day".into(),
+        });
+    }
+    let ca_end = unix_time(ca_cert.not_after())?;
+    let end = (now + time::Duration::days(i64::from(days)))
+        .unix_timestamp()
+        .min(ca_end);
+    if end <= now.unix_timestamp() {
+        return Err(ScepError::InvalidArgument {
+            detail: format!("the CA certificate expired on {}: make a new CA", ca_cert.not_after()),
+        });
+    }
+    let rsa = Rsa::generate(RA_RSA_BITS).map_err(crypto("generating the RA's RSA key"))?;
+    let key = PKey::from_rsa(rsa).map_err(crypto("wrapping the RA's RSA key"))?;
+    let name = (|| -> Result<_, ErrorStack> {
+        let mut name = X509NameBuilder::new()?;
+        name.append_entry_by_nid(Nid::ORGANIZATIONNAME, organization)?;
+        name.append_entry_by_nid(Nid::COMMONNAME, common_name)?;
+        Ok(name.build())
+    })()
+    .map_err(|e| ScepError::InvalidArgument {
+        detail: format!("the RA's name cannot be put in a certificate ({})", openssl_reasons(&e)),
+    })?;
+    let serial = random_serial()?
+        .to_asn1_integer()
+        .map_err(crypto("making a serial number"))?;
+    let not_before = asn1_time(now - CA_BACKDATE, "the start date")?;
+    let not_after = Asn1Time::from_unix(end).map_err(crypto("the end date"))?;
+    let cert = (|| -> Result<X509, ErrorStack> {
+        let mut b = X509::builder()?;
+        b.set_version(2)?;
+        b.set_serial_number(&serial)?;
+        b.set_subject_name(&name)?;
+        b.set_issuer_name(ca_cert.subject_name())?;
+        b.set_pubkey(&key)?;
+        b.set_not_before(&not_before)?;
+        b.set_not_after(&not_after)?;
+        b.append_extension(BasicConstraints::new().critical().build()?)?;
+        b.append_extension(
+            KeyUsage::new()
+                .critical()
+                .digital_signature()
+                .key_encipherment()
+                .build()?,
+        )?;
+        let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(Some(ca_cert), None))?;
+        b.append_extension(ski)?;
+        let aki = AuthorityKeyIdentifier::new()
+            .keyid(true)
+            .build(&b.x509v3_context(Some(ca_cert), None))?;
+        b.append_extension(aki)?;
+        b.sign(ca_key, MessageDigest::sha256())?;
+        Ok(b.build())
+    })()
+    .map_err(crypto("building the RA certificate"))?;
+    Ok((cert, key))
+}
+
 /// How to issue a device identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssueParams {

@@ -540,3 +540,57 @@ fn ec_device_keys_decode() {
     assert!(!req.csr_key_matches_signer());
     assert_eq!(req.challenge.as_deref(), Some(CHALLENGE));
 }
+
+/// With an RA: a request encrypted to the RA (or, from a client that picked the CA, to the
+/// CA) is opened; the answer is signed by the RA and carries its certificate; a request
+/// encrypted to neither is refused.
+#[test]
+fn an_ra_opens_requests_and_signs_answers() {
+    let (ca, ca_key) = ca();
+    let (ra, ra_key) = new_ra(ca, ca_key, "Test SCEP RA", "Russet Test", now(), 730).unwrap();
+    assert_eq!(ra.issuer_name().to_der().unwrap(), ca.subject_name().to_der().unwrap());
+    assert!(ra.verify(&ca.public_key().unwrap()).unwrap(), "issued by the CA");
+    assert_eq!(ra.public_key().unwrap().bits(), 2048);
+    let recipients = [(&ra, &ra_key), (ca, ca_key)];
+    let key = device_key();
+    let signer = self_signed(key, "SCEP SIGNER");
+    let csr = CsrSpec::new(key).challenge(CHALLENGE).der();
+    for to in [&ra, ca] {
+        let mut spec = RequestSpec::new(csr.clone(), &signer, key);
+        spec.recipient = to;
+        let req = decode_request_for(&spec.der(), &recipients, &DecodeOptions::default()).unwrap();
+        assert_eq!(req.challenge.as_deref(), Some(CHALLENGE));
+        let issued = issue_identity(
+            &req.csr,
+            ca,
+            ca_key,
+            &IssueParams::new(now(), time::Duration::days(365)),
+        )
+        .unwrap();
+        let answer = cert_rep_success(&req, &issued, &ra, &ra_key).unwrap();
+        let message = super::signed::parse(&answer).unwrap();
+        assert_eq!(
+            message.signer_certificate().unwrap().to_der().unwrap(),
+            ra.to_der().unwrap(),
+            "the RA signs the answer"
+        );
+        assert!(super::signed::verify(&answer, &ra).is_ok());
+    }
+    let (other, _) = other_ca();
+    let mut spec = RequestSpec::new(csr, &signer, key);
+    spec.recipient = other;
+    let err = decode_request_for(&spec.der(), &recipients, &DecodeOptions::default()).unwrap_err();
+    assert!(matches!(err, ScepError::NotForThisCa { .. }), "{err:?}");
+    // GetCACert with an RA: RA first, then the CA.
+    let p7 = ca_certs_pkcs7(&[&ra, ca]).unwrap();
+    let certs = Pkcs7::from_der(&p7)
+        .unwrap()
+        .signed()
+        .unwrap()
+        .certificates()
+        .unwrap()
+        .iter()
+        .map(|c| c.to_der().unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(certs, vec![ra.to_der().unwrap(), ca.to_der().unwrap()]);
+}

@@ -338,7 +338,25 @@ pub fn decode_request_with(
     ca_key: &PKey<Private>,
     options: &DecodeOptions,
 ) -> Result<PkiRequest, ScepError> {
-    check_ca(ca_cert, ca_key)?;
+    decode_request_for(der, &[(ca_cert, ca_key)], options)
+}
+
+/// [`decode_request_with`] for a CA with an RA ([`new_ra`](super::new_ra)): the envelope may
+/// be addressed to any of `recipients` (certificate and private key; the RA first, then the
+/// CA for clients that encrypt to it), and is opened with the key of the one it names.
+pub fn decode_request_for(
+    der: &[u8],
+    recipients: &[(&X509, &PKey<Private>)],
+    options: &DecodeOptions,
+) -> Result<PkiRequest, ScepError> {
+    if recipients.is_empty() {
+        return Err(ScepError::InvalidArgument {
+            detail: "no certificate to decrypt SCEP requests with".into(),
+        });
+    }
+    for (cert, key) in recipients {
+        check_ca(cert, key)?;
+    }
     if der.len() > MAX_MESSAGE_SIZE {
         return Err(ScepError::Malformed {
             detail: format!(
@@ -410,12 +428,12 @@ pub fn decode_request_with(
         Ok(envelope) => envelope,
         Err(detail) => return Err(ScepError::BadEnvelope { detail, reply_to }),
     };
-    if !envelope.is_for(ca_cert) {
+    let Some((ca_cert, ca_key)) = recipients.iter().find(|(cert, _)| envelope.is_for(cert)).copied() else {
         return Err(ScepError::NotForThisCa {
             recipients: envelope.describe_recipients(),
             reply_to,
         });
-    }
+    };
     let content_cipher = match ContentCipher::from_oid(&envelope.cipher_oid) {
         Some(ContentCipher::DesCbc) if !options.allow_single_des => {
             return Err(ScepError::UnsupportedAlgorithm {

@@ -43,7 +43,10 @@ async fn pki_operation(state: &AppState, message: &[u8]) -> Result<Response, Api
 pub async fn get(State(state): State<AppState>, Query(q): Query<ScepQuery>) -> Result<Response, ApiError> {
     match operation(&q)? {
         Operation::GetCaCaps => Ok(with_type(scep::CONTENT_TYPE_CAPS, scep::caps().as_bytes().to_vec())),
-        Operation::GetCaCert => Ok(with_type(scep::CONTENT_TYPE_CA_CERT, state.core.scep_ca_cert().await?)),
+        Operation::GetCaCert => {
+            let (content_type, der) = state.core.scep_ca_certs().await?;
+            Ok(with_type(content_type, der))
+        }
         Operation::PkiOperation => {
             let message = q.message.as_deref().unwrap_or("");
             if message.len() > scep::MAX_MESSAGE_SIZE * 2 {
