@@ -301,12 +301,16 @@ impl FleetInner {
             auth.insert("MessageType".into(), "Authenticate".into());
             auth.insert("Topic".into(), profile.mdm.topic.clone().into());
             auth.insert("SerialNumber".into(), info.serial_number.clone().into());
-            auth.insert("Model".into(), info.model.clone().into());
-            auth.insert("ModelName".into(), info.model_name.clone().into());
+            // Apple's authenticate.yaml: DeviceName, Model and ModelName are "n/a" on iOS and
+            // iPadOS (the MDM server learns them from DeviceInformation); macOS sends them.
+            if info.kind == DeviceKind::Mac {
+                auth.insert("Model".into(), info.model.clone().into());
+                auth.insert("ModelName".into(), info.model_name.clone().into());
+                auth.insert("DeviceName".into(), dev.name().into());
+            }
             auth.insert("ProductName".into(), info.product_name.clone().into());
             auth.insert("OSVersion".into(), info.os_version.clone().into());
             auth.insert("BuildVersion".into(), info.build_version.clone().into());
-            auth.insert("DeviceName".into(), dev.name().into());
             if let Some(v) = &info.imei {
                 auth.insert("IMEI".into(), v.clone().into());
             }
