@@ -113,15 +113,7 @@ pub fn new_ca(
     let rsa = Rsa::generate(CA_RSA_BITS).map_err(crypto("generating the CA's RSA key"))?;
     let key = PKey::from_rsa(rsa).map_err(crypto("wrapping the CA's RSA key"))?;
 
-    let name = (|| -> Result<_, ErrorStack> {
-        let mut name = X509NameBuilder::new()?;
-        name.append_entry_by_nid(Nid::ORGANIZATIONNAME, organization)?;
-        name.append_entry_by_nid(Nid::COMMONNAME, common_name)?;
-        Ok(name.build())
-    })()
-    .map_err(|e| ScepError::InvalidArgument {
-        detail: format!("the CA's name cannot be put in a certificate ({})", openssl_reasons(&e)),
-    })?;
+    let name = org_name(organization, common_name, "CA")?;
     let serial = random_serial()?
         .to_asn1_integer()
         .map_err(crypto("making a serial number"))?;
@@ -154,6 +146,22 @@ pub fn new_ca(
     })()
     .map_err(crypto("building the CA certificate"))?;
     Ok((cert, key))
+}
+
+/// `O=organization, CN=common_name`, for the certificate of `whose` ("CA", "RA").
+fn org_name(organization: &str, common_name: &str, whose: &str) -> Result<openssl::x509::X509Name, ScepError> {
+    (|| -> Result<_, ErrorStack> {
+        let mut name = X509NameBuilder::new()?;
+        name.append_entry_by_nid(Nid::ORGANIZATIONNAME, organization)?;
+        name.append_entry_by_nid(Nid::COMMONNAME, common_name)?;
+        Ok(name.build())
+    })()
+    .map_err(|e| ScepError::InvalidArgument {
+        detail: format!(
+            "the {whose}'s name cannot be put in a certificate ({})",
+            openssl_reasons(&e)
+        ),
+    })
 }
 
 /// The RSA key size of an RA certificate ([`new_ra`]).
@@ -194,15 +202,7 @@ pub fn new_ra(
     }
     let rsa = Rsa::generate(RA_RSA_BITS).map_err(crypto("generating the RA's RSA key"))?;
     let key = PKey::from_rsa(rsa).map_err(crypto("wrapping the RA's RSA key"))?;
-    let name = (|| -> Result<_, ErrorStack> {
-        let mut name = X509NameBuilder::new()?;
-        name.append_entry_by_nid(Nid::ORGANIZATIONNAME, organization)?;
-        name.append_entry_by_nid(Nid::COMMONNAME, common_name)?;
-        Ok(name.build())
-    })()
-    .map_err(|e| ScepError::InvalidArgument {
-        detail: format!("the RA's name cannot be put in a certificate ({})", openssl_reasons(&e)),
-    })?;
+    let name = org_name(organization, common_name, "RA")?;
     let serial = random_serial()?
         .to_asn1_integer()
         .map_err(crypto("making a serial number"))?;
