@@ -225,6 +225,8 @@ pub struct DeviceCertificate {
     der: std::sync::Arc<[u8]>,
     sha256: [u8; 32],
     sha256_hex: std::sync::Arc<str>,
+    /// The certificate, when the request's check already parsed it.
+    parsed: Option<X509>,
 }
 
 impl DeviceCertificate {
@@ -236,6 +238,7 @@ impl DeviceCertificate {
             der: der.into(),
             sha256,
             sha256_hex: hex::encode(sha256).into(),
+            parsed: Some(cert),
         })
     }
 
@@ -248,6 +251,7 @@ impl DeviceCertificate {
             der,
             sha256,
             sha256_hex,
+            parsed: None,
         }
     }
 
@@ -261,9 +265,12 @@ impl DeviceCertificate {
         &self.der
     }
 
-    /// The certificate, parsed.
+    /// The certificate, parsed (once).
     pub fn certificate(&self) -> Result<X509, MdmIdentityError> {
-        verifier::parse(&self.der)
+        match &self.parsed {
+            Some(cert) => Ok(cert.clone()),
+            None => verifier::parse(&self.der),
+        }
     }
 }
 
