@@ -128,6 +128,16 @@ async fn scep_enroll(scepclient: &Path, scep: &Dictionary, n: usize) -> Result<D
 /// Gets the profile's identity with strongSwan's `pki --scep` (AES, SHA-256, POST), when
 /// `RUSSET_TEST_STRONGSWAN_PKI` names it.
 async fn strongswan_enroll(s: &TestServer, scep: &Dictionary, n: usize) -> Option<Device> {
+    strongswan_enroll_to(s, scep, n, None).await
+}
+
+/// [`strongswan_enroll`], encrypting to `ra` instead of the RA GetCACert serves, when given.
+async fn strongswan_enroll_to(
+    s: &TestServer,
+    scep: &Dictionary,
+    n: usize,
+    override_ra: Option<&X509>,
+) -> Option<Device> {
     let pki = std::env::var_os("RUSSET_TEST_STRONGSWAN_PKI")
         .map(PathBuf::from)
         .filter(|p| p.exists());
@@ -183,7 +193,7 @@ async fn strongswan_enroll(s: &TestServer, scep: &Dictionary, n: usize) -> Optio
         "the profile pins the CA"
     );
     let ra_path = dir.path().join("ra.der");
-    std::fs::write(&ra_path, ra.to_der().unwrap()).unwrap();
+    std::fs::write(&ra_path, override_ra.unwrap_or(ra).to_der().unwrap()).unwrap();
     let ca_path = ra_path.clone();
     let out = run(vec![
         "--scep".into(),
@@ -902,5 +912,55 @@ async fn tls_client_certificate_identifies_a_device() {
         assert_eq!(code, StatusCode::BAD_REQUEST, "{text}");
         assert!(text.contains("no device identity"), "{text}");
         s.stop().await;
+    }
+}
+
+/// Another process replaced the SCEP RA: a request encrypted to the new RA reaches a process
+/// still holding the old one, which reads the RA again and answers, signed by the new RA.
+#[tokio::test]
+async fn a_replaced_scep_ra_is_read_again() {
+    for s in start("mdm::ra_replaced").await {
+        let _topic = install_push_cert(&s).await;
+        let url = new_link(&s, false).await;
+        let (_, scep) = profile(&s, &url).await;
+        // This process holds the RA it made (in the background) at start.
+        s.server.core.scep_ra(false).await.unwrap();
+        let store = &s.server.core.store;
+        let (old_pem, _) = store.mdm_ra_get().await.unwrap().expect("an RA exists");
+        let ca = s.server.core.device_ca().await.unwrap();
+        let (new_ra, new_key) =
+            russet_apple::scep::new_ra(&ca.cert, &ca.key, "Replacement RA", "Example Org", NOW, 730).unwrap();
+        let new_pem = String::from_utf8(new_ra.to_pem().unwrap()).unwrap();
+        let key_pem = String::from_utf8(new_key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        store
+            .mdm_ra_replace(Some(&old_pem), &new_pem, &secrecy::SecretString::from(key_pem))
+            .await
+            .unwrap();
+        let Some(device) = strongswan_enroll_to(&s, &scep, 7, Some(&new_ra)).await else {
+            return;
+        };
+        assert!(device.cert.verify(&ca.cert.public_key().unwrap()).unwrap());
+        // GetCACert now serves the new RA.
+        let p7 = s
+            .http
+            .get(format!("{}/scep?operation=GetCACert", s.url))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let p7 = openssl::pkcs7::Pkcs7::from_der(&p7).unwrap();
+        let first = p7
+            .signed()
+            .unwrap()
+            .certificates()
+            .unwrap()
+            .iter()
+            .next()
+            .unwrap()
+            .to_der()
+            .unwrap();
+        assert_eq!(first, new_ra.to_der().unwrap());
     }
 }
