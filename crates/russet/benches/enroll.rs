@@ -12,8 +12,6 @@
 //! enroll at once. SQLite, and PostgreSQL too when RUSSET_TEST_POSTGRES_URL is set. Run with
 //! `cargo bench -p russet --bench enroll`.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use applesim::AppleSim;
@@ -63,24 +61,7 @@ async fn run(label: &str, db: TestDb, n: usize, keys: usize, concurrency: usize)
         t.elapsed().as_secs_f64()
     );
 
-    let peak = Arc::new(AtomicU64::new(0));
-    let sample_rss = {
-        let pid = russet.child.id();
-        let peak = peak.clone();
-        tokio::spawn(async move {
-            loop {
-                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-                if let Some(kb) = status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.split_whitespace().next().and_then(|kb| kb.parse::<u64>().ok()))
-                {
-                    peak.fetch_max(kb, Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
+    let rss = russet.sample_peak_rss();
     let cpu = |pid: u32| -> f64 {
         // utime + stime, in clock ticks (fields 14 and 15 of /proc/PID/stat).
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -110,7 +91,6 @@ async fn run(label: &str, db: TestDb, n: usize, keys: usize, concurrency: usize)
     let inventoried_secs = t.elapsed().as_secs_f64();
     let server_cpu = cpu(russet.child.id()) - server_cpu0;
     let client_cpu = cpu(std::process::id()) - client_cpu0;
-    sample_rss.abort();
     let stats = fleet.stats();
     println!(
         "[{label}] {n} devices enrolled (profile, SCEP, Authenticate, TokenUpdate) in {enrolled_secs:.1} s = {:.0}/s \
@@ -119,7 +99,7 @@ async fn run(label: &str, db: TestDb, n: usize, keys: usize, concurrency: usize)
         n as f64 / enrolled_secs,
         stats.connects,
         stats.errors,
-        peak.load(Ordering::Relaxed) as f64 / 1024.0
+        rss.peak_mib()
     );
     let (mut listed, mut after) = (0, String::new());
     loop {

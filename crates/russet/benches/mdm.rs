@@ -20,8 +20,6 @@
 //! sends them. The first connect round (answering the DeviceInformation every enrollment
 //! queues) signs as it goes and is reported as such.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use applesim::AppleSim;
@@ -259,24 +257,7 @@ async fn run(label: &str, db: TestDb, n: usize, pushes: usize, concurrency: usiz
         .build()
         .expect("client");
     let url = russet.url.clone();
-    let peak = Arc::new(AtomicU64::new(0));
-    let sample_rss = {
-        let pid = russet.child.id();
-        let peak = peak.clone();
-        tokio::spawn(async move {
-            loop {
-                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-                if let Some(kb) = status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.split_whitespace().next().and_then(|kb| kb.parse::<u64>().ok()))
-                {
-                    peak.fetch_max(kb, Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
+    let rss = russet.sample_peak_rss();
     // Sends a request with its signature (made here when not given).
     let send = |path: &'static str, body: Vec<u8>, checkin: bool, cert: X509, sig: Option<String>| {
         let http = http.clone();
@@ -461,11 +442,7 @@ async fn run(label: &str, db: TestDb, n: usize, pushes: usize, concurrency: usiz
         "[{label}] pushes: {done} accepted by applesim's APNs in {secs:.2} s = {:.0}/s (target: 100,000 in <= 10 s)",
         done as f64 / secs
     );
-    sample_rss.abort();
-    println!(
-        "[{label}] russet peak RSS {:.1} MiB (target < 200)",
-        peak.load(Ordering::Relaxed) as f64 / 1024.0
-    );
+    println!("[{label}] russet peak RSS {:.1} MiB (target < 200)", rss.peak_mib());
     drop(russet);
     apple.shutdown().await;
 }

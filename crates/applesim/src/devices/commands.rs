@@ -139,6 +139,17 @@ fn error(command_uuid: Option<String>, rt: Option<String>, chain: Value) -> Answ
     }
 }
 
+/// `CommandFormatError`: the command plist lacks what its request type needs.
+fn format_error(command_uuid: Option<String>, request_type: Option<String>) -> Answer {
+    Answer {
+        status: Status::CommandFormatError,
+        command_uuid,
+        request_type,
+        keys: Dictionary::new(),
+        erase: false,
+    }
+}
+
 /// The answer to a command plist (`{CommandUUID, Command: {RequestType, …}}`). NotNow is the
 /// caller's decision (see [`may_not_now`]); this always executes.
 pub fn answer(dev: &mut DeviceState, command: &Value) -> Answer {
@@ -150,13 +161,7 @@ pub fn answer(dev: &mut DeviceState, command: &Value) -> Answer {
     let cmd = top.and_then(|t| t.get("Command")).and_then(Value::as_dictionary);
     let rt = cmd.and_then(|c| c.get("RequestType")).and_then(Value::as_string);
     let (Some(cmd), Some(rt)) = (cmd, rt) else {
-        return Answer {
-            status: Status::CommandFormatError,
-            command_uuid: uuid,
-            request_type: None,
-            keys: Dictionary::new(),
-            erase: false,
-        };
+        return format_error(uuid, None);
     };
     let rt_owned = Some(rt.to_owned());
     let ok = |keys: Dictionary| Answer {
@@ -177,13 +182,7 @@ pub fn answer(dev: &mut DeviceState, command: &Value) -> Answer {
                 None => None,
                 Some(Value::Array(a)) => Some(a.iter().filter_map(Value::as_string).map(str::to_owned).collect()),
                 Some(_) => {
-                    return Answer {
-                        status: Status::CommandFormatError,
-                        command_uuid: uuid,
-                        request_type: rt_owned,
-                        keys: Dictionary::new(),
-                        erase: false,
-                    };
+                    return format_error(uuid, rt_owned);
                 }
             };
             ok(one(
@@ -204,13 +203,7 @@ pub fn answer(dev: &mut DeviceState, command: &Value) -> Answer {
         }
         "InstallProfile" => {
             let Some(payload) = cmd.get("Payload").and_then(Value::as_data) else {
-                return Answer {
-                    status: Status::CommandFormatError,
-                    command_uuid: uuid,
-                    request_type: rt_owned,
-                    keys: Dictionary::new(),
-                    erase: false,
-                };
+                return format_error(uuid, rt_owned);
             };
             let read = profile::read_profile(payload).and_then(|(top, signed)| profile::summarize(&top, signed, true));
             match read {
@@ -245,13 +238,7 @@ pub fn answer(dev: &mut DeviceState, command: &Value) -> Answer {
         }
         "RemoveProfile" => {
             let Some(id) = cmd.get("Identifier").and_then(Value::as_string) else {
-                return Answer {
-                    status: Status::CommandFormatError,
-                    command_uuid: uuid,
-                    request_type: rt_owned,
-                    keys: Dictionary::new(),
-                    erase: false,
-                };
+                return format_error(uuid, rt_owned);
             };
             match dev.profiles.iter().position(|p| p.identifier == id) {
                 Some(0) => error(
@@ -312,13 +299,7 @@ pub fn answer(dev: &mut DeviceState, command: &Value) -> Answer {
         }
         "Settings" => {
             let Some(items) = cmd.get("Settings").and_then(Value::as_array) else {
-                return Answer {
-                    status: Status::CommandFormatError,
-                    command_uuid: uuid,
-                    request_type: rt_owned,
-                    keys: Dictionary::new(),
-                    erase: false,
-                };
+                return format_error(uuid, rt_owned);
             };
             let mut results = Vec::new();
             let mut first_error = None;

@@ -197,3 +197,44 @@ impl Russet {
         (russet, issued.topic)
     }
 }
+
+/// The largest resident memory of a process, sampled every 100 ms until dropped.
+pub struct PeakRss {
+    peak_kib: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PeakRss {
+    pub fn peak_mib(&self) -> f64 {
+        self.peak_kib.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0
+    }
+}
+
+impl Drop for PeakRss {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Russet {
+    /// Starts sampling this process's resident memory.
+    pub fn sample_peak_rss(&self) -> PeakRss {
+        let pid = self.child.id();
+        let peak_kib = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let peak = peak_kib.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                if let Some(kb) = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.split_whitespace().next().and_then(|kb| kb.parse::<u64>().ok()))
+                {
+                    peak.fetch_max(kb, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        PeakRss { peak_kib, task }
+    }
+}
