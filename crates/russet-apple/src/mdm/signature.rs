@@ -302,6 +302,27 @@ fn outline_error(e: OutlineError) -> MdmIdentityError {
     }
 }
 
+/// The one signer of a device's signature, with an accepted digest, over detached content.
+fn device_signer(
+    signers: &[signed_data::Signer],
+    content_attached: bool,
+) -> Result<&signed_data::Signer, MdmIdentityError> {
+    let signer = match signers {
+        [] => return Err(MdmIdentityError::NoSigner),
+        [one] => one,
+        many => return Err(MdmIdentityError::ManySigners { count: many.len() }),
+    };
+    if signed_data::accepted_digest(&signer.digest_oid).is_none() {
+        return Err(MdmIdentityError::UnsupportedDigest {
+            algorithm: signed_data::digest_display(&signer.digest_oid),
+        });
+    }
+    if content_attached {
+        return Err(MdmIdentityError::ContentAttached);
+    }
+    Ok(signer)
+}
+
 /// OpenSSL's CMS verification of the detached signature `der` over `body` by `cert`.
 fn cms_verify(der: &[u8], cert: &X509, body: &[u8]) -> Result<(), MdmIdentityError> {
     let mut cms = CmsContentInfo::from_der(der).map_err(|e| MdmIdentityError::NotCms {
@@ -337,19 +358,7 @@ fn cms_verify(der: &[u8], cert: &X509, body: &[u8]) -> Result<(), MdmIdentityErr
 pub fn verify_mdm_signature(header_value: &str, body: &[u8]) -> Result<X509, MdmIdentityError> {
     let der = decode_signature_header(header_value)?;
     let outline = signed_data::read(&der).map_err(outline_error)?;
-    let signer = match outline.signers.as_slice() {
-        [] => return Err(MdmIdentityError::NoSigner),
-        [one] => one,
-        many => return Err(MdmIdentityError::ManySigners { count: many.len() }),
-    };
-    if signed_data::accepted_digest(&signer.digest_oid).is_none() {
-        return Err(MdmIdentityError::UnsupportedDigest {
-            algorithm: signed_data::digest_display(&signer.digest_oid),
-        });
-    }
-    if outline.content_attached {
-        return Err(MdmIdentityError::ContentAttached);
-    }
+    let signer = device_signer(&outline.signers, outline.content_attached)?;
     let Some(cert) = outline.certificate_of(signer) else {
         return Err(MdmIdentityError::SignerCertificateMissing);
     };

@@ -30,7 +30,7 @@ use openssl::sign::Verifier;
 use openssl::x509::X509;
 
 use super::signed_data::{self, SignerId};
-use super::{DeviceCertificate, MdmIdentityError, cms_verify, decode_signature_header, outline_error};
+use super::{DeviceCertificate, MdmIdentityError, cms_verify, decode_signature_header, device_signer, outline_error};
 use crate::ber::{Reader, Tag};
 
 const OID_CONTENT_TYPE: &str = "1.2.840.113549.1.9.3";
@@ -133,19 +133,7 @@ impl SignatureVerifier {
     pub fn verify(&self, header_value: &str, body: &[u8]) -> Result<DeviceCertificate, MdmIdentityError> {
         let der = decode_signature_header(header_value)?;
         let outline = signed_data::read_raw(&der).map_err(outline_error)?;
-        let signer = match outline.signers.as_slice() {
-            [] => return Err(MdmIdentityError::NoSigner),
-            [one] => one.clone(),
-            many => return Err(MdmIdentityError::ManySigners { count: many.len() }),
-        };
-        if signed_data::accepted_digest(&signer.digest_oid).is_none() {
-            return Err(MdmIdentityError::UnsupportedDigest {
-                algorithm: signed_data::digest_display(&signer.digest_oid),
-            });
-        }
-        if outline.content_attached {
-            return Err(MdmIdentityError::ContentAttached);
-        }
+        let signer = device_signer(&outline.signers, outline.content_attached)?.clone();
         for cert_der in &outline.certificates {
             let sha = openssl::sha::sha256(cert_der);
             let Some(known) = self.lookup(&sha) else { continue };
