@@ -65,7 +65,7 @@ mod testutil;
 use base64::Engine as _;
 use openssl::x509::X509Ref;
 
-pub use ca::{IssueParams, issue_identity, new_ca, new_ra};
+pub use ca::{CaKeyType, IssueParams, issue_identity, new_ca, new_ra};
 pub use error::{FailInfo, ScepError};
 pub use request::{
     ContentCipher, DecodeOptions, DigestAlgorithm, MessageType, PkiRequest, ReplyTo, decode_request,

@@ -41,7 +41,16 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn ca() -> &'static (X509, PKey<Private>) {
     static CA: OnceLock<(X509, PKey<Private>)> = OnceLock::new();
-    CA.get_or_init(|| scep::new_ca("Russet Interop CA", "Russet Tests", OffsetDateTime::now_utc(), 2).unwrap())
+    CA.get_or_init(|| {
+        scep::new_ca(
+            "Russet Interop CA",
+            "Russet Tests",
+            OffsetDateTime::now_utc(),
+            2,
+            scep::CaKeyType::Rsa3072,
+        )
+        .unwrap()
+    })
 }
 
 /// What the server did with one PKIOperation.

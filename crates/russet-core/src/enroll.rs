@@ -107,8 +107,9 @@ impl Core {
                     None => {
                         let now = self.clock.now();
                         let org = self.settings.organization.clone();
+                        let key_type = self.settings.ca_key_type;
                         let (cert, key) = tokio::task::spawn_blocking(move || {
-                            russet_apple::scep::new_ca(&format!("{org} device CA"), &org, now, 20)
+                            russet_apple::scep::new_ca(&format!("{org} device CA"), &org, now, 20, key_type)
                         })
                         .await
                         .map_err(|e| internal("CA key generation was interrupted", e))?
@@ -122,7 +123,7 @@ impl Core {
                             .store
                             .mdm_ca_create(&pem, &SecretString::from(key_pem), now)
                             .await?;
-                        tracing::info!("created Russet's device certificate authority");
+                        tracing::info!(key = %key_type, "created Russet's device certificate authority");
                         stored
                     }
                 };

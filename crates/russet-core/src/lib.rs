@@ -74,6 +74,8 @@ pub struct Settings {
     /// Accept SCEP requests encrypted with single DES (old clients such as micromdm's
     /// scepclient 2.1); off by default.
     pub scep_allow_single_des: bool,
+    /// The key a new device CA gets (an existing CA is kept).
+    pub ca_key_type: russet_apple::scep::CaKeyType,
     /// Signs enrollment profiles, when configured.
     pub profile_signer: Option<enroll::ProfileSigner>,
     /// Certificates (DER) enrollment profiles tell devices to trust (a private TLS CA).
@@ -100,6 +102,7 @@ impl Default for Settings {
             challenge_ttl: Duration::hours(1),
             identity_lifetime: Duration::days(365),
             scep_allow_single_des: false,
+            ca_key_type: russet_apple::scep::CaKeyType::default(),
             profile_signer: None,
             profile_anchor_certs: Vec::new(),
         }

@@ -214,7 +214,11 @@ impl Core {
             if let Some((cert, key)) = &ra.previous {
                 recipients.push((cert, key));
             }
-            recipients.push((&ca.cert, &ca.key));
+            // An RSA CA (made before EC CAs were the default, or chosen) still opens requests
+            // encrypted to it; nothing can be encrypted to an EC CA.
+            if ca.key.rsa().is_ok() {
+                recipients.push((&ca.cert, &ca.key));
+            }
             scep::decode_request_for(message, &recipients, &options)
         };
         let mut ra = self.scep_ra(false).await?;

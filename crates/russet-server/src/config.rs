@@ -140,6 +140,13 @@ pub const KEYS: &[KeySpec] = &[
         help: "lifetime of the device identity certificates Russet's SCEP CA issues (1-825)",
     },
     KeySpec {
+        path: "mdm.ca_key_type",
+        kind: ValueKind::Str,
+        default: "ec-p256",
+        help: "key of the device CA Russet creates on its first start: \"ec-p256\" (fast; devices encrypt to the RSA \
+               RA) or \"rsa-3072\" (for SCEP clients that encrypt to the CA itself); an existing CA is kept",
+    },
+    KeySpec {
         path: "mdm.scep_allow_single_des",
         kind: ValueKind::Bool,
         default: "false",
@@ -257,6 +264,7 @@ pub struct MdmConfig {
     pub vendor_key_file: Option<PathBuf>,
     pub vendor_chain_file: Option<PathBuf>,
     pub identity_lifetime_days: u32,
+    pub ca_key_type: String,
     pub scep_allow_single_des: bool,
     pub profile_signing_certificate_file: Option<PathBuf>,
     pub profile_signing_key_file: Option<PathBuf>,
@@ -272,6 +280,7 @@ impl Default for MdmConfig {
             vendor_key_file: None,
             vendor_chain_file: None,
             identity_lifetime_days: 365,
+            ca_key_type: "ec-p256".into(),
             scep_allow_single_des: false,
             profile_signing_certificate_file: None,
             profile_signing_key_file: None,
@@ -559,6 +568,9 @@ impl Config {
             }
             _ => {}
         }
+        if let Err(e) = self.mdm.ca_key_type.parse::<russet_apple::scep::CaKeyType>() {
+            return Err(ConfigError::Invalid(format!("mdm.ca_key_type: {e}")));
+        }
         let ranges = [
             ("sync.interval_hours", self.sync.interval_hours, 1, 168),
             ("sync.device_retention_days", self.sync.device_retention_days, 1, 3650),
@@ -728,6 +740,14 @@ mod tests {
             .finish()
             .unwrap_err();
         assert!(e.to_string().contains("postgres://"), "{e}");
+        let e = Loader::new(Some(&write(&dir, "[mdm]\nca_key_type = \"rsa-1024\"\n")))
+            .unwrap()
+            .finish()
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("mdm.ca_key_type") && e.to_string().contains("rsa-3072"),
+            "{e}"
+        );
         let e = Loader::new(Some(&write(&dir, "listen = [\n"))).unwrap_err();
         assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
         let e = Loader::new(Some(&dir.path().join("missing.toml"))).err().unwrap();

@@ -212,6 +212,11 @@ pub fn settings(config: &Config) -> Result<Settings, StartError> {
         push_vendor: push_vendor(config)?,
         identity_lifetime: time::Duration::days(i64::from(config.mdm.identity_lifetime_days)),
         scep_allow_single_des: config.mdm.scep_allow_single_des,
+        ca_key_type: config
+            .mdm
+            .ca_key_type
+            .parse()
+            .map_err(|e| StartError::Config(crate::config::ConfigError::Invalid(format!("mdm.ca_key_type: {e}"))))?,
         profile_signer,
         profile_anchor_certs,
         ..Settings::default()

@@ -388,7 +388,13 @@ async fn woken(reg: &mut applesim::PushRegistration) -> String {
 async fn enroll_through_a_link_command_push_and_report() {
     let test = "mdm::enroll_link";
     let Some(scep) = scepclient(test) else { return };
-    for s in start(test).await {
+    // Debian's scepclient 2.1 encrypts its request to every certificate GetCACert returns,
+    // the CA's included, and cannot encrypt to an EC key: it needs an RSA CA. (strongSwan,
+    // like Apple's devices, picks the RA; `a_replaced_scep_ra_is_read_again` runs it against
+    // the default EC CA.)
+    for s in start_with(test, |c, _| c.mdm.ca_key_type = "rsa-3072".into()).await {
+        let ca_key = s.server.core.device_ca().await.unwrap().key.clone();
+        assert!(ca_key.rsa().is_ok(), "mdm.ca_key_type = rsa-3072 makes an RSA CA");
         // Without a push certificate a link serves nothing a device could use.
         let url = new_link(&s, false).await;
         let e = s.json(s.http.request(Method::GET, &url), StatusCode::CONFLICT).await;
@@ -920,6 +926,8 @@ async fn tls_client_certificate_identifies_a_device() {
 #[tokio::test]
 async fn a_replaced_scep_ra_is_read_again() {
     for s in start("mdm::ra_replaced").await {
+        let ca_key = s.server.core.device_ca().await.unwrap().key.clone();
+        assert!(ca_key.ec_key().is_ok(), "a new CA has a P-256 key by default");
         let _topic = install_push_cert(&s).await;
         let url = new_link(&s, false).await;
         let (_, scep) = profile(&s, &url).await;

@@ -30,13 +30,13 @@ pub(crate) fn now() -> OffsetDateTime {
 /// One CA for the whole test run (RSA key generation is the slow part).
 pub(crate) fn ca() -> &'static (X509, PKey<Private>) {
     static CA: OnceLock<(X509, PKey<Private>)> = OnceLock::new();
-    CA.get_or_init(|| super::new_ca("Russet Test CA", "Russet Tests", now(), 10).unwrap())
+    CA.get_or_init(|| super::new_ca("Russet Test CA", "Russet Tests", now(), 10, super::CaKeyType::Rsa3072).unwrap())
 }
 
 /// A second, unrelated CA.
 pub(crate) fn other_ca() -> &'static (X509, PKey<Private>) {
     static CA: OnceLock<(X509, PKey<Private>)> = OnceLock::new();
-    CA.get_or_init(|| super::new_ca("Someone Else's CA", "Elsewhere", now(), 10).unwrap())
+    CA.get_or_init(|| super::new_ca("Someone Else's CA", "Elsewhere", now(), 10, super::CaKeyType::Rsa3072).unwrap())
 }
 
 pub(crate) fn rsa_key(bits: u32) -> PKey<Private> {
