@@ -237,6 +237,7 @@
 //! | `POST /abm/push-certificates/{topic}/renew` | `{"apple_id","request"}` → the same shape (403 for another Apple ID, 404 for an unknown topic) |
 //! | `POST /abm/push-certificates/{topic}/revoke` | → 204 |
 //! | `GET /abm/apns-ca` | → the APNs server certificate's CA (PEM) |
+//! | `GET /abm/device-ca` | → the root of simulated device identities, "Apple iPhone Device CA" (PEM), which signs MachineInfo |
 //! | `POST /abm/push-tokens` | `{"topic","token"?: hex}` → `201 {"token","topic"}` (a random 32-byte token unless given) |
 //! | `DELETE /abm/push-tokens/{token}` | → 204; pushes to it then get 410 `Unregistered` |
 //! | `GET` or `DELETE /abm/pushes?last=N` | the APNs request log |
@@ -325,6 +326,7 @@ mod catalog;
 mod clock;
 mod cursor;
 mod dep;
+pub mod deviceca;
 pub mod devices;
 pub mod oauth;
 pub mod pushcert;
