@@ -614,7 +614,8 @@ impl FleetInner {
         let dev = self.device_for_serial(serial, kind, &abm.model);
         let permit = self.limit.acquire().await;
         let busy = dev.busy.lock().await;
-        if erase {
+        if erase || dev.is_erased() {
+            // Asked to, or wiped by EraseDevice since: a clean slate either way.
             self.wipe(&dev);
         } else if dev.is_enrolled() {
             return refused(refusal(
