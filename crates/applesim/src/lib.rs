@@ -16,7 +16,9 @@
 //!   certificate as client certificate, and the device side (push tokens that simulated
 //!   devices register and are woken through).
 //! * **Devices** ([`devices`]): iPhones, iPads and Macs that enroll in an MDM server through
-//!   an enrollment link (profile, SCEP, check-ins) and answer its commands when pushed.
+//!   an enrollment link (profile, SCEP, check-ins) or activate through Automated Device
+//!   Enrollment as ABM devices (signed MachineInfo, sign-in page, DeviceConfigured), and
+//!   answer its commands when pushed.
 //!
 //! It is an independent peer written from Apple's documented behaviour. It shares no code
 //! with the MDM server it tests, so a misunderstanding on the client side is not mirrored
@@ -303,6 +305,24 @@
 //! ```text
 //! applesim devices --count 200 --mix iphone=2,ipad=1,mac=1 --not-now-rate 0.1 \
 //!     --apns-listen 127.0.0.1:9801 --key-pool 50 [--enroll-url URL] [--ca-file ca.pem] [--checkout-on-exit]
+//! ```
+//!
+//! **Automated Device Enrollment** ([`devices::activation`]): [`devices::Fleet::activate`]
+//! takes serial numbers of this simulator's ABM devices. A device assigned to an MDM server
+//! with an ADE profile behaves like a new device in Setup Assistant: its profile becomes
+//! `pushed`, it signs its MachineInfo with a hardware identity from the simulated "Apple
+//! iPhone Device CA" ([`AppleSim::device_ca_root_pem`], `GET /abm/device-ca`; the MDM server
+//! must trust it), gets the enrollment profile from `configuration_web_url` (header
+//! `x-apple-aspen-deviceinfo`, signing in on the page's form with the credentials it was
+//! given) or by `POST`ing MachineInfo to `url`, installs it with the same code as a link
+//! enrollment, and with `await_device_configured` waits for DeviceConfigured. Each device
+//! gets an [`devices::ActivationOutcome`]: enrolled (and when configured), refused (where,
+//! HTTP status, message) or not in ADE (nothing sent). The same serial is always the same
+//! UDID; [`devices::Fleet::erase_and_activate`] wipes a device and activates it again.
+//!
+//! ```text
+//! applesim devices --activate 50 [--abm-devices 200] [--username ava --password secret] \
+//!     [--configured-timeout-secs 300] --mix iphone=2,ipad=1,mac=1 --key-pool 50
 //! ```
 //!
 //! Each device makes an RSA key (`Keysize` of the profile, 2048 by default): thousands of

@@ -17,6 +17,11 @@
 //!    [`FleetOptions::not_now_retry`];
 //! 6. on request checks out ([`Fleet::checkout`]) or renews its identity ([`Fleet::renew`]).
 //!
+//! Instead of a link, devices of the simulator's Apple Business Manager can activate through
+//! Automated Device Enrollment ([`Fleet::activate`], [`activation`]): signed MachineInfo,
+//! the `configuration_web_url` sign-in page or the `url` POST, then steps 2 to 5, waiting in
+//! Setup Assistant for DeviceConfigured when the ADE profile asks for it.
+//!
 //! ```no_run
 //! # async fn demo(link: &str) -> Result<(), applesim::devices::FleetError> {
 //! use applesim::AppleSim;
@@ -488,6 +493,8 @@ impl Fleet {
     /// [`ActivationStep::Device`]: see [`Fleet::erase_and_activate`].
     pub async fn activate(&self, serials: &[String], opts: &ActivationOptions) -> ActivationReport {
         let mut set = tokio::task::JoinSet::new();
+        // One copy for all the tasks (a per-serial credentials map can be large).
+        let opts = Arc::new(opts.clone());
         for (n, serial) in serials.iter().enumerate() {
             let inner = self.inner.clone();
             let serial = serial.clone();
