@@ -103,6 +103,7 @@ pub(crate) fn router() -> Router<AppleSim> {
         .route("/push-certificates/{topic}/renew", post(renew_push_cert))
         .route("/push-certificates/{topic}/revoke", post(revoke_push_cert))
         .route("/apns-ca", get(apns_ca))
+        .route("/device-ca", get(device_ca))
         .route("/push-tokens", post(register_push_token))
         .route("/push-tokens/{token}", axum::routing::delete(unregister_push_token))
         .route("/pushes", get(pushes).delete(clear_pushes))
@@ -624,6 +625,11 @@ async fn vendor_chain(State(sim): State<AppleSim>) -> Res {
 
 async fn apns_ca(State(sim): State<AppleSim>) -> Res {
     let pem = blocking(move || Ok(sim.apns_ca_pem())).await?;
+    pem_response(pem)
+}
+
+async fn device_ca(State(sim): State<AppleSim>) -> Res {
+    let pem = blocking(move || Ok(sim.device_ca_root_pem())).await?;
     pem_response(pem)
 }
 

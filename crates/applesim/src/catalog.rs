@@ -11,6 +11,11 @@ impl Rng {
         Rng(getrandom::u64().unwrap_or(0x9E37_79B9_7F4A_7C15))
     }
 
+    /// A generator that always gives the same sequence for the same seed.
+    pub(crate) fn seeded(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
     pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;

@@ -16,7 +16,9 @@
 //!   certificate as client certificate, and the device side (push tokens that simulated
 //!   devices register and are woken through).
 //! * **Devices** ([`devices`]): iPhones, iPads and Macs that enroll in an MDM server through
-//!   an enrollment link (profile, SCEP, check-ins) and answer its commands when pushed.
+//!   an enrollment link (profile, SCEP, check-ins) or activate through Automated Device
+//!   Enrollment as ABM devices (signed MachineInfo, sign-in page, DeviceConfigured), and
+//!   answer its commands when pushed.
 //!
 //! It is an independent peer written from Apple's documented behaviour. It shares no code
 //! with the MDM server it tests, so a misunderstanding on the client side is not mirrored
@@ -237,6 +239,7 @@
 //! | `POST /abm/push-certificates/{topic}/renew` | `{"apple_id","request"}` → the same shape (403 for another Apple ID, 404 for an unknown topic) |
 //! | `POST /abm/push-certificates/{topic}/revoke` | → 204 |
 //! | `GET /abm/apns-ca` | → the APNs server certificate's CA (PEM) |
+//! | `GET /abm/device-ca` | → the root of simulated device identities, "Apple iPhone Device CA" (PEM), which signs MachineInfo |
 //! | `POST /abm/push-tokens` | `{"topic","token"?: hex}` → `201 {"token","topic"}` (a random 32-byte token unless given) |
 //! | `DELETE /abm/push-tokens/{token}` | → 204; pushes to it then get 410 `Unregistered` |
 //! | `GET` or `DELETE /abm/pushes?last=N` | the APNs request log |
@@ -304,6 +307,24 @@
 //!     --apns-listen 127.0.0.1:9801 --key-pool 50 [--enroll-url URL] [--ca-file ca.pem] [--checkout-on-exit]
 //! ```
 //!
+//! **Automated Device Enrollment** ([`devices::activation`]): [`devices::Fleet::activate`]
+//! takes serial numbers of this simulator's ABM devices. A device assigned to an MDM server
+//! with an ADE profile behaves like a new device in Setup Assistant: its profile becomes
+//! `pushed`, it signs its MachineInfo with a hardware identity from the simulated "Apple
+//! iPhone Device CA" ([`AppleSim::device_ca_root_pem`], `GET /abm/device-ca`; the MDM server
+//! must trust it), gets the enrollment profile from `configuration_web_url` (header
+//! `x-apple-aspen-deviceinfo`, signing in on the page's form with the credentials it was
+//! given) or by `POST`ing MachineInfo to `url`, installs it with the same code as a link
+//! enrollment, and with `await_device_configured` waits for DeviceConfigured. Each device
+//! gets an [`devices::ActivationOutcome`]: enrolled (and when configured), refused (where,
+//! HTTP status, message) or not in ADE (nothing sent). The same serial is always the same
+//! UDID; [`devices::Fleet::erase_and_activate`] wipes a device and activates it again.
+//!
+//! ```text
+//! applesim devices --activate 50 [--abm-devices 200] [--username ava --password secret] \
+//!     [--configured-timeout-secs 300] --mix iphone=2,ipad=1,mac=1 --key-pool 50
+//! ```
+//!
 //! Each device makes an RSA key (`Keysize` of the profile, 2048 by default): thousands of
 //! devices take minutes on two cores, so `--key-pool K` / [`devices::FleetOptions::key_pool`]
 //! shares K keys made once (each device still gets its own certificate).
@@ -325,6 +346,7 @@ mod catalog;
 mod clock;
 mod cursor;
 mod dep;
+pub mod deviceca;
 pub mod devices;
 pub mod oauth;
 pub mod pushcert;

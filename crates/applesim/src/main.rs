@@ -6,8 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use applesim::devices::{Fleet, FleetOptions, FleetStats, Status, parse_mix};
-use applesim::{AppleSim, DeviceSpec, OrgKind};
+use applesim::devices::{
+    ActivationOptions, ActivationOutcome, Credentials, DeviceKind, Fleet, FleetOptions, FleetStats, SignIn, Status,
+    parse_mix,
+};
+use applesim::{AppleSim, DeviceFamily, DeviceSpec, OrgKind, ServerId};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -22,6 +25,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once per run: the size of the larger variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Serve the DEP API (at the root) and the admin API (under /abm), and APNs.
     Serve {
@@ -56,11 +61,38 @@ enum Command {
     /// devices poll it until it serves a profile, enroll (SCEP, Authenticate, TokenUpdate),
     /// then answer pushes until Ctrl-C. A summary line is printed every second, totals on
     /// exit. Restarting applesim makes a new Apple PKI and APNs CA: repeat steps 1 to 3.
+    ///
+    /// With --activate N there is no link: the devices are Apple Business Manager devices
+    /// (--abm-devices, assigned to the MDM server) that activate through Automated Device
+    /// Enrollment. Once the MDM server has synced them (its server token comes from this
+    /// process) and assigned an ADE profile to N of them, those N activate like new devices
+    /// in Setup Assistant: signed MachineInfo (the MDM server must trust the simulated device
+    /// CA, printed at start), the sign-in page of configuration_web_url with --username and
+    /// --password, the enrollment profile, SCEP, Authenticate, TokenUpdate, and
+    /// DeviceConfigured when the profile awaits it. Each outcome is printed.
     Devices {
         /// The enrollment link (it must answer a .mobileconfig, application/x-apple-aspen-config);
         /// read from standard input when absent.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "activate")]
         enroll_url: Option<String>,
+        /// Activate this many ABM devices through Automated Device Enrollment instead of
+        /// enrolling through a link (they wait until the MDM server assigned them a profile).
+        #[arg(long)]
+        activate: Option<usize>,
+        /// Devices bought in ABM (kinds from --mix) and assigned to the MDM server at start;
+        /// --activate's count when absent.
+        #[arg(long)]
+        abm_devices: Option<usize>,
+        /// The user who signs in on configuration_web_url's page (with --activate).
+        #[arg(long, requires = "password")]
+        username: Option<String>,
+        /// That user's password.
+        #[arg(long, requires = "username")]
+        password: Option<String>,
+        /// How long a device whose profile has await_device_configured waits in Setup
+        /// Assistant for DeviceConfigured before its outcome is printed as still waiting.
+        #[arg(long, default_value_t = 300)]
+        configured_timeout_secs: u64,
         /// Devices to enroll.
         #[arg(long, default_value_t = 10)]
         count: usize,
@@ -120,6 +152,11 @@ async fn main() -> std::process::ExitCode {
         },
         Command::Devices {
             enroll_url,
+            activate,
+            abm_devices,
+            username,
+            password,
+            configured_timeout_secs,
             count,
             mix,
             not_now_rate,
@@ -148,8 +185,20 @@ async fn main() -> std::process::ExitCode {
             })();
             let result = match opts {
                 Ok(opts) => {
+                    let activation = activate.map(|n| Activate {
+                        count: n,
+                        abm_devices: abm_devices.unwrap_or(n),
+                        opts: ActivationOptions {
+                            credentials: match (username, password) {
+                                (Some(u), Some(p)) => Credentials::All(SignIn::new(u, p)),
+                                _ => Credentials::None,
+                            },
+                            wait_configured: Some(Duration::from_secs(configured_timeout_secs)),
+                        },
+                    });
                     devices(DevicesArgs {
                         enroll_url,
+                        activation,
                         count,
                         opts,
                         checkout_on_exit,
@@ -171,8 +220,16 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+/// `--activate`: ADE instead of a link.
+struct Activate {
+    count: usize,
+    abm_devices: usize,
+    opts: ActivationOptions,
+}
+
 struct DevicesArgs {
     enroll_url: Option<String>,
+    activation: Option<Activate>,
     count: usize,
     opts: FleetOptions,
     checkout_on_exit: bool,
@@ -195,10 +252,40 @@ fn summary(s: &FleetStats) -> String {
     )
 }
 
+/// Buy `n` devices with kinds from the mix and assign them to `server`.
+fn buy_devices(
+    sim: &AppleSim,
+    org: applesim::OrgId,
+    server: ServerId,
+    n: usize,
+    mix: &[(DeviceKind, u32)],
+) -> Result<(), String> {
+    let cycle: Vec<DeviceKind> = mix
+        .iter()
+        .flat_map(|(k, w)| std::iter::repeat_n(*k, *w as usize))
+        .collect();
+    for kind in [DeviceKind::IPhone, DeviceKind::IPad, DeviceKind::Mac] {
+        let count = (0..n)
+            .filter(|i| cycle.get(i % cycle.len().max(1)) == Some(&kind))
+            .count();
+        let family = match kind {
+            DeviceKind::IPhone => DeviceFamily::IPhone,
+            DeviceKind::IPad => DeviceFamily::IPad,
+            DeviceKind::Mac => DeviceFamily::Mac,
+        };
+        let serials = sim.add_devices(org, count, DeviceSpec { family: Some(family) });
+        sim.assign_devices(server, &serials).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 async fn devices(a: DevicesArgs) -> Result<(), String> {
     let sim = AppleSim::new();
     let org = sim.create_org("Example Org", OrgKind::Business);
     let server = sim.create_mdm_server(org, "Example MDM Server");
+    if let Some(act) = &a.activation {
+        buy_devices(&sim, org, server, act.abm_devices, &a.opts.mix)?;
+    }
     let running = sim
         .serve_with_apns(a.listen, a.apns_listen)
         .await
@@ -206,6 +293,24 @@ async fn devices(a: DevicesArgs) -> Result<(), String> {
     let b = &running.base_url;
     println!("applesim listening on {b} (DEP and admin API; organisation {org}, MDM server {server})");
     println!("  APNs base URL: {}  (HTTP/2 + TLS)", running.apns_url);
+    // The device CA: what an MDM server checks MachineInfo signatures against (ADE).
+    let device_ca = {
+        let sim = sim.clone();
+        tokio::task::spawn_blocking(move || sim.device_ca_root_pem())
+            .await
+            .map_err(|e| format!("device CA: {e}"))?
+    };
+    let device_ca_path = std::env::temp_dir().join(format!("applesim-device-ca-{}.pem", std::process::id()));
+    match std::fs::write(&device_ca_path, &device_ca) {
+        Ok(()) => println!(
+            "  device CA (signs the devices' MachineInfo): {}  (also: curl {b}/abm/device-ca)",
+            device_ca_path.display()
+        ),
+        Err(e) => println!(
+            "  device CA: curl {b}/abm/device-ca  (writing {}: {e})",
+            device_ca_path.display()
+        ),
+    }
     println!();
     let apns = &running.apns_url;
     println!("What the MDM server needs from THIS applesim process (its state is in memory):");
@@ -227,6 +332,28 @@ async fn devices(a: DevicesArgs) -> Result<(), String> {
     println!(
         "       (save certificate_pem as push.pem)  russet push-cert upload --file push.pem --apple-id admin@example.com"
     );
+    if let Some(act) = a.activation {
+        println!(
+            "  4. the ADE server token of MDM server {server} ({} devices assigned to it):",
+            act.abm_devices
+        );
+        println!("       curl -X PUT --data-binary @mdm-cert.pem {b}/abm/servers/{server}/public-key");
+        println!("       curl -X POST -o token_smime.p7m {b}/abm/servers/{server}/token");
+        println!("     with DEP base URL {b}; trust the device CA above for MachineInfo; sync, then");
+        println!("     assign an ADE profile to at least {} of the devices.", act.count);
+        println!();
+        let fleet = Arc::new(Fleet::new(sim.clone(), a.opts).map_err(|e| e.to_string())?);
+        let Some(serials) = wait_for_profiles(&sim, server, act.count).await else {
+            running.shutdown().await;
+            return Ok(());
+        };
+        println!("activating {} devices", serials.len());
+        let job = {
+            let fleet = fleet.clone();
+            tokio::spawn(async move { activate_all(&fleet, serials, act.opts).await })
+        };
+        return run_until_signal(fleet, job, a.checkout_on_exit, running).await;
+    }
     println!("     then an enrollment link:  russet enrollment-link create --name 'Simulated devices'");
     println!();
     let enroll_url = match a.enroll_url.clone() {
@@ -252,7 +379,6 @@ async fn devices(a: DevicesArgs) -> Result<(), String> {
     };
     let fleet = Arc::new(Fleet::new(sim.clone(), a.opts).map_err(|e| e.to_string())?);
     let http = reqwest::Client::new();
-    let started = Instant::now();
     // Wait until the link serves a profile (no push certificate yet answers an error).
     let mut said = String::new();
     loop {
@@ -282,9 +408,85 @@ async fn devices(a: DevicesArgs) -> Result<(), String> {
         let fleet = fleet.clone();
         let url = enroll_url.clone();
         let n = a.count;
-        tokio::spawn(async move { fleet.enroll(&url, n).await })
+        tokio::spawn(async move {
+            let report = fleet.enroll(&url, n).await;
+            format!(
+                "enrollment done: {} enrolled, {} failed; devices now answer pushes (Ctrl-C to stop)",
+                report.enrolled.len(),
+                report.failed.len()
+            )
+        })
     };
-    let mut enrolling = Some(enrolling);
+    run_until_signal(fleet, enrolling, a.checkout_on_exit, running).await
+}
+
+/// Wait until `n` of the server's iPhones, iPads and Macs have an ADE profile; their
+/// serials (`None` on Ctrl-C).
+async fn wait_for_profiles(sim: &AppleSim, server: ServerId, n: usize) -> Option<Vec<String>> {
+    let mut said = usize::MAX;
+    loop {
+        let ready: Vec<String> = sim
+            .server_devices(server)
+            .into_iter()
+            .filter(|d| d.profile_uuid.is_some() && matches!(d.device_family.as_str(), "iPhone" | "iPad" | "Mac"))
+            .map(|d| d.serial_number)
+            .take(n)
+            .collect();
+        if ready.len() >= n {
+            return Some(ready);
+        }
+        if ready.len() != said {
+            println!("waiting for an ADE profile on {n} devices ({} have one)", ready.len());
+            said = ready.len();
+        }
+        tokio::select! {
+            _ = wait_for_signal() => return None,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+/// Activate `serials` (the fleet's concurrency at a time), printing each outcome as it comes.
+async fn activate_all(fleet: &Arc<Fleet>, serials: Vec<String>, opts: ActivationOptions) -> String {
+    let mut set = tokio::task::JoinSet::new();
+    for serial in serials {
+        let fleet = fleet.clone();
+        let opts = opts.clone();
+        set.spawn(async move { fleet.activate(std::slice::from_ref(&serial), &opts).await.outcomes });
+    }
+    let (mut enrolled, mut configured, mut waiting, mut refused, mut not_ade) = (0, 0, 0, 0, 0);
+    while let Some(r) = set.join_next().await {
+        for o in r.unwrap_or_default() {
+            println!("  {o}");
+            match &o {
+                ActivationOutcome::Enrolled { configured: c, .. } => {
+                    enrolled += 1;
+                    match c {
+                        applesim::devices::Configured::At(_) => configured += 1,
+                        applesim::devices::Configured::Waiting => waiting += 1,
+                        applesim::devices::Configured::NotRequested => {}
+                    }
+                }
+                ActivationOutcome::Refused { .. } => refused += 1,
+                ActivationOutcome::NotAde { .. } => not_ade += 1,
+            }
+        }
+    }
+    format!(
+        "activation done: {enrolled} enrolled ({configured} configured, {waiting} still waiting for DeviceConfigured), {refused} refused, {not_ade} not in ADE; devices now answer pushes (Ctrl-C to stop)"
+    )
+}
+
+/// Print a summary every second (and the job's last line when it ends) until Ctrl-C, then
+/// check out if asked and stop.
+async fn run_until_signal(
+    fleet: Arc<Fleet>,
+    job: tokio::task::JoinHandle<String>,
+    checkout_on_exit: bool,
+    running: applesim::RunningSim,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let mut enrolling = Some(job);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
     let mut seen_errors = 0u64;
@@ -304,22 +506,18 @@ async fn devices(a: DevicesArgs) -> Result<(), String> {
                     seen_errors = s.errors;
                 }
                 if enrolling.as_ref().is_some_and(|h| h.is_finished())
-                    && let Some(Ok(report)) = match enrolling.take() {
+                    && let Some(Ok(line)) = match enrolling.take() {
                         Some(h) => Some(h.await),
                         None => None,
                     }
                 {
-                    println!(
-                        "enrollment done: {} enrolled, {} failed; devices now answer pushes (Ctrl-C to stop)",
-                        report.enrolled.len(),
-                        report.failed.len()
-                    );
+                    println!("{line}");
                 }
             }
         }
     }
     println!();
-    if a.checkout_on_exit {
+    if checkout_on_exit {
         let n = fleet.checkout_all().await;
         println!("{n} devices checked out");
     }

@@ -107,6 +107,9 @@ pub(crate) enum Profile {
     TlsClient,
     /// A TLS server certificate with these DNS names and IP addresses.
     TlsServer { dns: Vec<String>, ips: Vec<String> },
+    /// A device's hardware identity (signs MachineInfo): digital signature and key
+    /// encipherment, no extended key usage.
+    DeviceIdentity,
 }
 
 /// Issue a certificate. `issuer` is `None` for a self-signed certificate (then `subject_key`
@@ -171,6 +174,19 @@ pub(crate) fn issue(
             .map_err(crypto)?;
             b.append_extension(ExtendedKeyUsage::new().client_auth().build().map_err(crypto)?)
                 .map_err(crypto)?;
+        }
+        Profile::DeviceIdentity => {
+            b.append_extension(BasicConstraints::new().critical().build().map_err(crypto)?)
+                .map_err(crypto)?;
+            b.append_extension(
+                KeyUsage::new()
+                    .critical()
+                    .digital_signature()
+                    .key_encipherment()
+                    .build()
+                    .map_err(crypto)?,
+            )
+            .map_err(crypto)?;
         }
         Profile::TlsServer { .. } => {
             b.append_extension(BasicConstraints::new().critical().build().map_err(crypto)?)

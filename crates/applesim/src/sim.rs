@@ -73,6 +73,8 @@ pub(crate) struct Inner {
     pub push_certs: RwLock<PushCerts>,
     /// APNs: device tokens, push log, counters, TLS setup.
     pub apns: ApnsState,
+    /// The simulated "Apple iPhone Device CA" that issues device identities (made on first use).
+    pub device_ca: Mutex<Option<Arc<crate::pushcert::Ca>>>,
 }
 
 /// The simulator: Apple Business Manager's administrator side (in-process methods and an
@@ -120,6 +122,7 @@ impl AppleSim {
                 portal: Mutex::new(None),
                 push_certs: RwLock::new(PushCerts::default()),
                 apns: ApnsState::new(),
+                device_ca: Mutex::new(None),
             }),
         }
     }

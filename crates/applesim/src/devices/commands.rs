@@ -82,6 +82,10 @@ pub struct DeviceState {
     pub push_token: Vec<u8>,
     /// DeviceConfigured received.
     pub configured: bool,
+    /// Waiting in Setup Assistant for DeviceConfigured (`AwaitingConfiguration`).
+    pub awaiting_configuration: bool,
+    /// Supervised (enrolled through ADE with `is_supervised`): `IsSupervised`.
+    pub supervised: bool,
     /// DeviceLock received.
     pub locked: bool,
 }
@@ -97,6 +101,8 @@ impl DeviceState {
             settings: BTreeMap::new(),
             push_token: Vec::new(),
             configured: false,
+            awaiting_configuration: false,
+            supervised: false,
             locked: false,
         }
     }
@@ -329,6 +335,7 @@ pub fn answer(dev: &mut DeviceState, command: &Value) -> Answer {
         }
         "DeviceConfigured" => {
             dev.configured = true;
+            dev.awaiting_configuration = false;
             ok(Dictionary::new())
         }
         "DeviceLock" => {
@@ -439,7 +446,7 @@ pub fn all_device_information(dev: &DeviceState) -> Dictionary {
     d.insert("ProductName".into(), s(&i.product_name));
     d.insert("OSVersion".into(), s(&i.os_version));
     d.insert("BuildVersion".into(), s(&i.build_version));
-    d.insert("IsSupervised".into(), Value::Boolean(false));
+    d.insert("IsSupervised".into(), Value::Boolean(dev.supervised));
     d.insert("WiFiMAC".into(), s(&i.wifi_mac));
     d.insert("BluetoothMAC".into(), s(&i.bluetooth_mac));
     if let Some(m) = &i.ethernet_mac {
@@ -456,7 +463,10 @@ pub fn all_device_information(dev: &DeviceState) -> Dictionary {
     if let Some(b) = i.battery_level {
         d.insert("BatteryLevel".into(), Value::Real(b));
     }
-    d.insert("AwaitingConfiguration".into(), Value::Boolean(false));
+    d.insert(
+        "AwaitingConfiguration".into(),
+        Value::Boolean(dev.awaiting_configuration),
+    );
     d.insert("IsActivationLockEnabled".into(), Value::Boolean(false));
     d.insert("IsDeviceLocatorServiceEnabled".into(), Value::Boolean(false));
     d.insert("IsDoNotDisturbInEffect".into(), Value::Boolean(false));

@@ -36,6 +36,21 @@ pub(crate) struct Inner {
     pub state: DeviceState,
     pub enrollment: Option<Enrollment>,
     pub erased: bool,
+    /// The hardware identity from the Apple device CA (made at the first activation and
+    /// kept through erasure, as a real device keeps it).
+    pub hardware: Option<(X509, PKey<Private>)>,
+}
+
+/// How Setup Assistant installs an enrollment profile it got through Automated Device
+/// Enrollment (from the ADE profile's flags).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct AdeSetup {
+    /// `await_device_configured`: stay in Setup Assistant until DeviceConfigured.
+    pub await_configured: bool,
+    /// `is_supervised`.
+    pub supervised: bool,
+    /// `is_mdm_removable`: when false the user cannot remove the enrollment profile.
+    pub removable: bool,
 }
 
 /// A simulated device of a [`super::Fleet`]. Cheap to clone (shared).
@@ -46,6 +61,9 @@ pub struct Device {
     pub(crate) inner: Arc<Mutex<Inner>>,
     /// One connect (or check-in sequence) at a time per device, as on a real device.
     pub(crate) busy: Arc<tokio::sync::Mutex<()>>,
+    /// When the device, waiting in Setup Assistant, acknowledged DeviceConfigured (simulated
+    /// clock); `None` until then (and again after an erase).
+    pub(crate) configured: Arc<tokio::sync::watch::Sender<Option<time::OffsetDateTime>>>,
 }
 
 impl std::fmt::Debug for Device {
@@ -77,9 +95,11 @@ impl Device {
                 state: DeviceState::new(info.clone()),
                 enrollment: None,
                 erased: false,
+                hardware: None,
             })),
             info: Arc::new(info),
             busy: Arc::new(tokio::sync::Mutex::new(())),
+            configured: Arc::new(tokio::sync::watch::channel(None).0),
         }
     }
 
@@ -157,6 +177,24 @@ impl Device {
     pub fn state(&self) -> DeviceState {
         self.lock().state.clone()
     }
+
+    /// Whether it waits in Setup Assistant for DeviceConfigured (enrolled through ADE with
+    /// `await_device_configured`, not yet released).
+    pub fn is_awaiting_configuration(&self) -> bool {
+        self.lock().state.awaiting_configuration
+    }
+
+    /// When it acknowledged DeviceConfigured while waiting in Setup Assistant (simulated
+    /// clock), if it did since its last activation.
+    pub fn configured_at(&self) -> Option<time::OffsetDateTime> {
+        *self.configured.borrow()
+    }
+
+    /// Its hardware identity certificate from the simulated Apple device CA (made at its
+    /// first activation).
+    pub fn hardware_certificate(&self) -> Option<X509> {
+        self.lock().hardware.as_ref().map(|(c, _)| c.clone())
+    }
 }
 
 fn plist_xml(d: Dictionary) -> Result<Vec<u8>, FleetError> {
@@ -174,6 +212,15 @@ pub fn mdm_signature(cert: &X509, key: &PKey<Private>, body: &[u8]) -> Result<St
     Ok(base64::engine::general_purpose::STANDARD.encode(p7.to_der().map_err(crypto)?))
 }
 
+/// The `User-Agent` of the device's MDM client.
+pub(crate) fn checkin_user_agent(kind: DeviceKind) -> &'static str {
+    if kind == DeviceKind::Mac {
+        "MDM-OSX/1.0 mdmclient/1"
+    } else {
+        "MDM/1.0"
+    }
+}
+
 fn crypto(e: openssl::error::ErrorStack) -> FleetError {
     FleetError::Protocol(format!("openssl: {e}"))
 }
@@ -188,14 +235,11 @@ impl FleetInner {
         body: Vec<u8>,
         sign: Option<(&X509, &PKey<Private>)>,
     ) -> Result<Vec<u8>, FleetError> {
-        let mut req = self.http.put(url).header("content-type", content_type).header(
-            "user-agent",
-            if dev.info.kind == DeviceKind::Mac {
-                "MDM-OSX/1.0 mdmclient/1"
-            } else {
-                "MDM/1.0"
-            },
-        );
+        let mut req = self
+            .http
+            .put(url)
+            .header("content-type", content_type)
+            .header("user-agent", checkin_user_agent(dev.info.kind));
         if let Some((cert, key)) = sign {
             req = req.header("mdm-signature", mdm_signature(cert, key, &body)?);
         }
@@ -266,7 +310,23 @@ impl FleetInner {
                 "GET {link}: content type {ctype:?}, not {PROFILE_CONTENT_TYPE}: a device would not install it"
             )));
         }
-        let profile = super::profile::parse_enrollment_profile(&body).map_err(|e| FleetError::Profile(e.0))?;
+        self.install_profile(dev, &body, None).await
+    }
+
+    /// Install an enrollment profile (plain or signed): get an identity by SCEP, register
+    /// for pushes, then Authenticate and TokenUpdate (`AwaitingConfiguration` as `ade`
+    /// says). Returns the push receiver. The caller holds `dev.busy`.
+    pub(crate) async fn install_profile(
+        self: &Arc<Self>,
+        dev: &Device,
+        body: &[u8],
+        ade: Option<AdeSetup>,
+    ) -> Result<crate::apns::PushReceiver, FleetError> {
+        let awaiting = ade.is_some_and(|a| a.await_configured);
+        let mut profile = super::profile::parse_enrollment_profile(body).map_err(|e| FleetError::Profile(e.0))?;
+        if ade.is_some_and(|a| !a.removable) {
+            profile.summary.removal_disallowed = true;
+        }
         // SCEP: the device key, the subject of the payload.
         let key = self.keys.key(profile.scep.keysize).await?;
         let subject_pairs = if profile.scep.subject.is_empty() {
@@ -328,7 +388,7 @@ impl FleetInner {
                 crate::catalog::os_random(&mut unlock);
                 tu.insert("UnlockToken".into(), Value::Data(unlock));
             }
-            tu.insert("AwaitingConfiguration".into(), false.into());
+            tu.insert("AwaitingConfiguration".into(), awaiting.into());
             self.checkin(dev, &enrollment, tu).await
         }
         .await;
@@ -340,6 +400,10 @@ impl FleetInner {
             let mut g = dev.lock();
             g.state.profiles.insert(0, profile.summary.clone());
             g.state.push_token = reg.token.clone();
+            g.state.awaiting_configuration = awaiting;
+            if let Some(a) = ade {
+                g.state.supervised = a.supervised;
+            }
             g.enrollment = Some(enrollment);
             g.erased = false;
         }
@@ -360,6 +424,9 @@ impl FleetInner {
         let mut report = Dictionary::new();
         report.insert("Status".into(), "Idle".into());
         let mut out = ConnectOutcome::default();
+        // DeviceConfigured answered while waiting in Setup Assistant: the device leaves it
+        // once the server has taken the Acknowledged.
+        let mut configured_answered = false;
         // A real device answers every command it is given on one connection; the bound only
         // guards against a server that never stops.
         for _ in 0..10_000 {
@@ -368,6 +435,9 @@ impl FleetInner {
             let answer = self
                 .put(dev, &e.profile.mdm.server_url, CONNECT_CONTENT_TYPE, body, sign)
                 .await?;
+            if std::mem::take(&mut configured_answered) {
+                dev.configured.send_replace(Some(self.sim.clock().now()));
+            }
             if out.erased {
                 // The Acknowledged for EraseDevice is out: the device wipes itself.
                 return Ok(out);
@@ -385,7 +455,9 @@ impl FleetInner {
                 .and_then(|c| c.get("RequestType"))
                 .and_then(Value::as_string)
                 .map(str::to_owned);
-            let not_now = rt.as_deref().is_some_and(commands::may_not_now) && self.roll_not_now();
+            // In Setup Assistant nobody has locked the device: no NotNow.
+            let in_setup = dev.lock().state.awaiting_configuration;
+            let not_now = !in_setup && rt.as_deref().is_some_and(commands::may_not_now) && self.roll_not_now();
             let a = if not_now {
                 commands::Answer {
                     status: Status::NotNow,
@@ -400,7 +472,11 @@ impl FleetInner {
                 }
             } else {
                 let mut g = dev.lock();
-                commands::answer(&mut g.state, &command)
+                let a = commands::answer(&mut g.state, &command);
+                if in_setup && a.status == Status::Acknowledged && rt.as_deref() == Some("DeviceConfigured") {
+                    configured_answered = true;
+                }
+                a
             };
             {
                 let mut g = dev.lock();

@@ -17,6 +17,11 @@
 //!    [`FleetOptions::not_now_retry`];
 //! 6. on request checks out ([`Fleet::checkout`]) or renews its identity ([`Fleet::renew`]).
 //!
+//! Instead of a link, devices of the simulator's Apple Business Manager can activate through
+//! Automated Device Enrollment ([`Fleet::activate`], [`activation`]): signed MachineInfo,
+//! the `configuration_web_url` sign-in page or the `url` POST, then steps 2 to 5, waiting in
+//! Setup Assistant for DeviceConfigured when the ADE profile asks for it.
+//!
 //! ```no_run
 //! # async fn demo(link: &str) -> Result<(), applesim::devices::FleetError> {
 //! use applesim::AppleSim;
@@ -47,14 +52,16 @@
 //! commands were NotNow'd it connects again by itself after `not_now_retry`, as an iOS device
 //! does once unlocked.
 
+pub mod activation;
 pub mod commands;
 pub mod der;
 mod device;
 pub mod model;
 pub mod profile;
 pub mod scep;
+pub mod web;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -64,6 +71,10 @@ use openssl::rsa::Rsa;
 use openssl::x509::X509;
 use tokio::sync::{Semaphore, watch};
 
+pub use activation::{
+    ActivationOptions, ActivationOutcome, ActivationReport, ActivationStep, Configured, Credentials, MachineInfo,
+    SignIn, signed_machine_info,
+};
 pub use commands::{CommandRecord, DeviceState, Status};
 pub use device::{
     CHECKIN_CONTENT_TYPE, CONNECT_CONTENT_TYPE, ConnectOutcome, Device, PROFILE_CONTENT_TYPE, mdm_signature,
@@ -297,7 +308,12 @@ pub(crate) struct FleetInner {
     sim: AppleSim,
     opts: FleetOptions,
     http: reqwest::Client,
+    /// Setup Assistant's web view and enrollment requests: redirects are followed by hand
+    /// (cookies kept across them).
+    web: reqwest::Client,
     devices: RwLock<Vec<Device>>,
+    /// ABM serial → index in `devices`, for devices that activated.
+    by_serial: Mutex<HashMap<String, usize>>,
     stats: Counters,
     limit: Semaphore,
     keys: Keys,
@@ -313,6 +329,24 @@ impl FleetInner {
         let mut rng = crate::catalog::Rng::from_os();
         (rng.below(1_000_000) as f64) < self.opts.not_now_rate * 1_000_000.0
     }
+}
+
+/// An HTTP client with the fleet's TLS, timeout and pool settings.
+fn http_client(opts: &FleetOptions, redirects: reqwest::redirect::Policy) -> Result<reqwest::Client, FleetError> {
+    let mut b = reqwest::Client::builder()
+        .pool_max_idle_per_host(opts.concurrency.max(1))
+        .timeout(opts.request_timeout)
+        .https_only(opts.https_only)
+        .danger_accept_invalid_certs(opts.accept_invalid_certs)
+        .redirect(redirects);
+    if let Some(pem) = &opts.extra_ca_pem {
+        for c in X509::stack_from_pem(pem).map_err(|e| FleetError::Options(format!("extra CA PEM: {e}")))? {
+            let der = c.to_der().map_err(|e| FleetError::Options(e.to_string()))?;
+            let cert = reqwest::Certificate::from_der(&der).map_err(|e| FleetError::Options(e.to_string()))?;
+            b = b.add_root_certificate(cert);
+        }
+    }
+    b.build().map_err(|e| FleetError::Options(format!("HTTP client: {e}")))
 }
 
 /// A fleet of simulated devices. Dropping it (or [`Fleet::shutdown`]) stops the devices.
@@ -351,21 +385,8 @@ impl Fleet {
         if mix_cycle.is_empty() {
             return Err(FleetError::Options("the mix has no device".into()));
         }
-        let mut b = reqwest::Client::builder()
-            .pool_max_idle_per_host(opts.concurrency.max(1))
-            .timeout(opts.request_timeout)
-            .https_only(opts.https_only)
-            .danger_accept_invalid_certs(opts.accept_invalid_certs);
-        if let Some(pem) = &opts.extra_ca_pem {
-            for c in X509::stack_from_pem(pem).map_err(|e| FleetError::Options(format!("extra CA PEM: {e}")))? {
-                let der = c.to_der().map_err(|e| FleetError::Options(e.to_string()))?;
-                let cert = reqwest::Certificate::from_der(&der).map_err(|e| FleetError::Options(e.to_string()))?;
-                b = b.add_root_certificate(cert);
-            }
-        }
-        let http = b
-            .build()
-            .map_err(|e| FleetError::Options(format!("HTTP client: {e}")))?;
+        let http = http_client(&opts, reqwest::redirect::Policy::default())?;
+        let web = http_client(&opts, reqwest::redirect::Policy::none())?;
         let (stop, _) = watch::channel(false);
         Ok(Fleet {
             inner: Arc::new(FleetInner {
@@ -378,7 +399,9 @@ impl Fleet {
                 },
                 opts,
                 http,
+                web,
                 devices: RwLock::new(Vec::new()),
+                by_serial: Mutex::new(HashMap::new()),
                 stats: Counters::default(),
                 stop,
                 mix_cycle,
@@ -459,6 +482,79 @@ impl Fleet {
         report.enrolled.sort_unstable();
         report.failed.sort();
         report
+    }
+
+    /// Activate the Apple Business Manager devices `serials` as new devices in Setup
+    /// Assistant (see [`activation`]), at most [`FleetOptions::concurrency`] at a time. A
+    /// serial that Apple has not assigned to an MDM server with a profile is
+    /// [`ActivationOutcome::NotAde`] and sends nothing. Each device joins the fleet on its
+    /// first activation (its UDID and model follow from its serial) and, once enrolled,
+    /// answers pushes by itself. A device enrolled already is refused at
+    /// [`ActivationStep::Device`]: see [`Fleet::erase_and_activate`].
+    pub async fn activate(&self, serials: &[String], opts: &ActivationOptions) -> ActivationReport {
+        let mut set = tokio::task::JoinSet::new();
+        // One copy for all the tasks (a per-serial credentials map can be large).
+        let opts = Arc::new(opts.clone());
+        for (n, serial) in serials.iter().enumerate() {
+            let inner = self.inner.clone();
+            let serial = serial.clone();
+            let opts = opts.clone();
+            set.spawn(async move { (n, inner.activate(&serial, &opts, false).await) });
+        }
+        let mut outcomes: Vec<Option<ActivationOutcome>> = vec![None; serials.len()];
+        while let Some(r) = set.join_next().await {
+            match r {
+                Ok((n, o)) => outcomes[n] = Some(o),
+                Err(e) => tracing::error!("activation task: {e}"),
+            }
+        }
+        ActivationReport {
+            outcomes: outcomes
+                .into_iter()
+                .zip(serials)
+                .map(|(o, serial)| {
+                    o.unwrap_or_else(|| ActivationOutcome::Refused {
+                        serial: serial.clone(),
+                        step: ActivationStep::Device,
+                        status: None,
+                        message: "the activation task failed".into(),
+                        body: String::new(),
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// Erase the device (as "Erase All Content and Settings" does: it forgets its MDM
+    /// enrollment, push token, profiles, settings, command log and Setup Assistant state,
+    /// but keeps its UDID, serial number and hardware identity), then activate it again.
+    pub async fn erase_and_activate(&self, serial: &str, opts: &ActivationOptions) -> ActivationOutcome {
+        self.inner.activate(serial, opts, true).await
+    }
+
+    /// The fleet's device with this serial number, if it has one.
+    pub fn device_by_serial(&self, serial: &str) -> Option<Device> {
+        let i = *self
+            .inner
+            .by_serial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(serial)?;
+        self.device(i)
+    }
+
+    /// The signed MachineInfo (CMS DER) the ABM device `serial` sends, with its hardware
+    /// identity (the device joins the fleet if new). For tests that replay or alter it.
+    pub async fn machine_info(&self, serial: &str) -> Result<Vec<u8>, FleetError> {
+        let abm = self
+            .inner
+            .sim
+            .device(serial)
+            .ok_or_else(|| FleetError::Options(format!("Apple Business Manager does not know {serial}")))?;
+        let kind = activation::kind_of_family(&abm.device_family)
+            .ok_or_else(|| FleetError::Options(format!("applesim plays no {} devices", abm.device_family)))?;
+        let dev = self.inner.device_for_serial(serial, kind, &abm.model);
+        self.inner.machine_info(&dev).await
     }
 
     /// Make device `i` connect now (as if pushed).

@@ -88,6 +88,36 @@ const MODELS: &[ModelSpec] = &[
     },
     ModelSpec {
         kind: DeviceKind::IPhone,
+        identifier: "iPhone15,4",
+        marketing: "iPhone 15",
+        model_name: "iPhone",
+        part: "MTLX3",
+        chip: "8120",
+        capacities: &[128.0, 256.0, 512.0],
+        battery: true,
+    },
+    ModelSpec {
+        kind: DeviceKind::IPhone,
+        identifier: "iPhone14,7",
+        marketing: "iPhone 14",
+        model_name: "iPhone",
+        part: "MPUF3",
+        chip: "8110",
+        capacities: &[128.0, 256.0],
+        battery: true,
+    },
+    ModelSpec {
+        kind: DeviceKind::IPhone,
+        identifier: "iPhone14,6",
+        marketing: "iPhone SE (3rd generation)",
+        model_name: "iPhone",
+        part: "MMXH3",
+        chip: "8110",
+        capacities: &[64.0, 128.0],
+        battery: true,
+    },
+    ModelSpec {
+        kind: DeviceKind::IPhone,
         identifier: "iPhone17,3",
         marketing: "iPhone 16",
         model_name: "iPhone",
@@ -127,6 +157,16 @@ const MODELS: &[ModelSpec] = &[
         battery: true,
     },
     ModelSpec {
+        kind: DeviceKind::IPad,
+        identifier: "iPad16,3",
+        marketing: "iPad Pro 11-inch (M4)",
+        model_name: "iPad",
+        part: "MVV83",
+        chip: "8132",
+        capacities: &[256.0, 512.0],
+        battery: true,
+    },
+    ModelSpec {
         kind: DeviceKind::Mac,
         identifier: "Mac14,2",
         marketing: "MacBook Air",
@@ -152,6 +192,16 @@ const MODELS: &[ModelSpec] = &[
         marketing: "Mac mini",
         model_name: "Mac mini",
         part: "MMFJ3",
+        chip: "",
+        capacities: &[256.0, 512.0],
+        battery: false,
+    },
+    ModelSpec {
+        kind: DeviceKind::Mac,
+        identifier: "Mac15,4",
+        marketing: "iMac",
+        model_name: "iMac",
+        part: "MQR93",
         chip: "",
         capacities: &[256.0, 512.0],
         battery: false,
@@ -257,17 +307,48 @@ impl DeviceInfo {
     /// A new random device of `kind`.
     pub fn random(kind: DeviceKind) -> DeviceInfo {
         let mut rng = Rng::from_os();
-        let models: Vec<&ModelSpec> = MODELS.iter().filter(|m| m.kind == kind).collect();
-        let m = models[rng.below(models.len() as u64) as usize];
         let serial: String = (0..10)
             .map(|_| SERIAL_CHARS[rng.below(SERIAL_CHARS.len() as u64) as usize] as char)
             .collect();
+        let mut id = [0u8; 16];
+        os_random(&mut id);
+        DeviceInfo::build(kind, None, serial, id, &mut rng)
+    }
+
+    /// The device Apple Business Manager knows as `serial`, of `kind` and (ABM's) `model`
+    /// (`iPhone 15 Pro`, `MacBook Air`, …): the same serial always gives the same UDID,
+    /// model identifier, OS and radios, so a device erased and activated again is the same
+    /// device. The model identifier is the one of that marketing name when the catalogue
+    /// has it, else one of the kind.
+    pub fn for_serial(kind: DeviceKind, serial: &str, model: &str) -> DeviceInfo {
+        let digest = openssl::sha::sha256(format!("applesim device {serial}").as_bytes());
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&digest[..8]);
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&digest[16..]);
+        let spec = MODELS.iter().find(|m| m.kind == kind && m.marketing == model);
+        DeviceInfo::build(
+            kind,
+            spec,
+            serial.to_owned(),
+            id,
+            &mut Rng::seeded(u64::from_be_bytes(seed)),
+        )
+    }
+
+    /// A device of `kind` (of model `spec`, or one picked by `rng`) whose UDID comes from `id`.
+    fn build(kind: DeviceKind, spec: Option<&ModelSpec>, serial: String, id: [u8; 16], rng: &mut Rng) -> DeviceInfo {
+        let m = match spec {
+            Some(m) => m,
+            None => {
+                let models: Vec<&ModelSpec> = MODELS.iter().filter(|m| m.kind == kind).collect();
+                models[rng.below(models.len() as u64) as usize]
+            }
+        };
         let udid = if kind.is_ios() {
-            let mut b = [0u8; 8];
-            os_random(&mut b);
-            format!("0000{}-{}", m.chip, hex(&b, true))
+            format!("0000{}-{}", m.chip, hex(&id[..8], true))
         } else {
-            crate::pushcert::uuid_v4(true)
+            crate::pushcert::format_uuid(id, true)
         };
         let (os, build) = if kind.is_ios() {
             IOS_VERSIONS[rng.below(IOS_VERSIONS.len() as u64) as usize]
@@ -295,15 +376,11 @@ impl DeviceInfo {
             os_version: os.to_owned(),
             build_version: build.to_owned(),
             initial_name: format!("{owner}’s {}", m.model_name),
-            imei: phone.then(|| imei(&mut rng)),
-            meid: phone.then(|| {
-                let mut b = [0u8; 7];
-                os_random(&mut b);
-                hex(&b, true)
-            }),
-            wifi_mac: mac_address(&mut rng),
-            bluetooth_mac: mac_address(&mut rng),
-            ethernet_mac: (!m.battery).then(|| mac_address(&mut rng)),
+            imei: phone.then(|| imei(rng)),
+            meid: phone.then(|| hex(&rng.next_u64().to_be_bytes()[..7], true)),
+            wifi_mac: mac_address(rng),
+            bluetooth_mac: mac_address(rng),
+            ethernet_mac: (!m.battery).then(|| mac_address(rng)),
             capacity_gb: capacity,
             available_gb: free,
             battery_level: m.battery.then(|| (5 + rng.below(96)) as f64 / 100.0),
@@ -341,6 +418,22 @@ mod tests {
             assert!(m.product_name.starts_with("Mac"));
             assert!(m.os_version.starts_with("15") || m.os_version.starts_with("14"));
         }
+        // Devices of Apple Business Manager: the same serial is the same device.
+        let a = DeviceInfo::for_serial(DeviceKind::IPhone, "F9GZK2ABCD", "iPhone 15 Pro");
+        assert_eq!(
+            a,
+            DeviceInfo::for_serial(DeviceKind::IPhone, "F9GZK2ABCD", "iPhone 15 Pro")
+        );
+        assert_eq!(a.serial_number, "F9GZK2ABCD");
+        assert_eq!(a.product_name, "iPhone16,1");
+        assert!(a.udid.starts_with("00008130-") && a.udid.len() == 25, "{}", a.udid);
+        assert!(a.imei.is_some() && a.meid.as_ref().map(String::len) == Some(14));
+        let b = DeviceInfo::for_serial(DeviceKind::IPhone, "F9GZK2ABCE", "iPhone 15 Pro");
+        assert_ne!(a.udid, b.udid);
+        let m = DeviceInfo::for_serial(DeviceKind::Mac, "C02XK1JHJGH5", "MacBook Air");
+        assert_eq!((m.product_name.as_str(), m.udid.len()), ("Mac14,2", 36));
+        let other = DeviceInfo::for_serial(DeviceKind::IPad, "DMPXYZ1234", "iPad of the future");
+        assert!(other.product_name.starts_with("iPad"));
         // A known IMEI check digit (490154203237518).
         let d: Vec<u8> = b"49015420323751".iter().map(|c| c - b'0').collect();
         assert_eq!(luhn_check(&d), 8);

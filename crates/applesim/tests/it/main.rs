@@ -1,5 +1,6 @@
 //! Integration tests of applesim over real HTTP on 127.0.0.1 (one test binary to keep links few).
 
+mod activation;
 mod admin;
 mod apns;
 mod common;
