@@ -19,12 +19,15 @@
 //! * [`signature`]: who is asking: the `Mdm-Signature` header (a detached CMS signature over
 //!   the request body), the client certificate a TLS-terminating proxy forwards, and the check
 //!   of a device identity certificate against Russet's SCEP certificate authority.
+//! * [`machine_info`]: the signed MachineInfo a device in Setup Assistant sends for its
+//!   Automated Device Enrollment profile.
 //! * [`profile`]: the enrollment profile (`.mobileconfig`) a device installs to enroll, and its
 //!   CMS signature.
 
 pub mod checkin;
 pub mod command;
 mod error;
+pub mod machine_info;
 mod plist_util;
 pub mod profile;
 pub mod report;

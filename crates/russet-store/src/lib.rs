@@ -12,6 +12,7 @@
 //! The store holds no business rules: callers (the `russet-core` domain) decide what may
 //! change; the store makes it durable, atomic and secret.
 
+pub mod ade_enroll;
 pub mod ade_tokens;
 pub mod admin_keys;
 pub mod assignments;

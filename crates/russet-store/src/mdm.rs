@@ -335,6 +335,9 @@ pub struct AuthenticateRecord {
     pub imei: Option<String>,
     pub meid: Option<String>,
     pub topic: String,
+    /// The ABM device, profile and user of an Automated Device Enrollment; `None` for an
+    /// enrollment through a link (which clears an earlier binding).
+    pub ade: Option<crate::ade_enroll::AdeBinding>,
 }
 
 /// What a TokenUpdate says about a channel.
@@ -393,6 +396,18 @@ pub struct EnrollmentRecord {
     pub created_at: OffsetDateTime,
     /// Commands still queued (never answered or NotNow).
     pub pending_commands: i64,
+    /// Automated Device Enrollment: the ABM device, its token and profile, the user who
+    /// signed in; supervision and locked enrollment as the profile set them.
+    pub ade_serial: Option<String>,
+    pub ade_token_id: Option<i64>,
+    pub ade_profile_id: Option<i64>,
+    pub ade_user: Option<String>,
+    pub supervised: bool,
+    pub locked_enrollment: bool,
+    /// When Setup Assistant was released (DeviceConfigured acknowledged, or an
+    /// administrator), and by whom.
+    pub configured_at: Option<OffsetDateTime>,
+    pub configured_by: Option<String>,
 }
 
 const ENROLLMENT_SELECT: &str = "SELECT e.id, e.device_id, e.kind, e.udid, e.enrollment_id, e.user_id, e.user_short_name, \
@@ -400,7 +415,8 @@ const ENROLLMENT_SELECT: &str = "SELECT e.id, e.device_id, e.kind, e.udid, e.enr
      e.push_token, e.push_magic, CASE WHEN e.unlock_token_enc IS NULL THEN 0 ELSE 1 END AS has_unlock, \
      CASE WHEN e.bootstrap_token_enc IS NULL THEN 0 ELSE 1 END AS has_bootstrap, e.awaiting_configuration, e.enabled, \
      e.token_update_count, e.inventory, e.inventory_at, e.authenticated_at, e.enrolled_at, e.checked_out_at, \
-     e.last_seen_at, e.last_push_at, e.push_failed_at, e.push_error, e.created_at, \
+     e.last_seen_at, e.last_push_at, e.push_failed_at, e.push_error, e.created_at, e.ade_serial, e.ade_token_id, \
+     e.ade_profile_id, e.ade_user, e.supervised, e.locked_enrollment, e.configured_at, e.configured_by, \
      (SELECT COUNT(*) FROM mdm_queue q WHERE q.enrollment_id = e.id AND q.active = 1) AS pending_commands \
      FROM mdm_enrollments e";
 
@@ -439,6 +455,14 @@ fn enrollment_from_row(r: &AnyRow) -> Result<EnrollmentRecord, StoreError> {
         push_error: r.try_get("push_error")?,
         created_at: from_millis(r.try_get("created_at")?)?,
         pending_commands: r.try_get("pending_commands")?,
+        ade_serial: r.try_get("ade_serial")?,
+        ade_token_id: r.try_get("ade_token_id")?,
+        ade_profile_id: r.try_get("ade_profile_id")?,
+        ade_user: r.try_get("ade_user")?,
+        supervised: r.try_get::<i64, _>("supervised")? != 0,
+        locked_enrollment: r.try_get::<i64, _>("locked_enrollment")? != 0,
+        configured_at: opt_from_millis(r.try_get("configured_at")?)?,
+        configured_by: r.try_get("configured_by")?,
     })
 }
 
@@ -504,6 +528,20 @@ impl Store {
             "UPDATE mdm_enrollments SET enabled = 0, token_update_count = 0, updated_at = $1 WHERE device_id = $2",
         )
         .bind(to_millis(now))
+        .bind(&a.id)
+        .execute(&mut *tx)
+        .await?;
+        let ade = a.ade.as_ref();
+        sqlx::query(
+            "UPDATE mdm_enrollments SET ade_serial = $1, ade_token_id = $2, ade_profile_id = $3, ade_user = $4, \
+               supervised = $5, locked_enrollment = $6, configured_at = NULL, configured_by = NULL WHERE id = $7",
+        )
+        .bind(ade.map(|b| b.serial.clone()))
+        .bind(ade.map(|b| b.token_id))
+        .bind(ade.map(|b| b.profile_id))
+        .bind(ade.and_then(|b| b.user.clone()))
+        .bind(i64::from(ade.is_some_and(|b| b.supervised)))
+        .bind(i64::from(ade.is_some_and(|b| b.locked_enrollment)))
         .bind(&a.id)
         .execute(&mut *tx)
         .await?;

@@ -112,6 +112,15 @@ impl Store {
         row.as_ref().map(from_row).transpose()
     }
 
+    /// The profile whose enrollment URLs carry `enroll_key`.
+    pub async fn profile_by_enroll_key(&self, enroll_key: &str) -> Result<Option<ProfileRecord>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE p.enroll_key = $1")))
+            .bind(enroll_key)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
     /// A profile's name and Apple profile uuid, without counting its devices.
     pub async fn profile_apple(&self, id: i64) -> Result<Option<(String, Option<String>)>, StoreError> {
         Ok(
