@@ -214,6 +214,8 @@ pub fn settings(config: &Config) -> Result<Settings, StartError> {
         scep_allow_single_des: config.mdm.scep_allow_single_des,
         profile_signer,
         profile_anchor_certs,
+        user_lockout_attempts: config.users.lockout_attempts,
+        user_lockout_duration: time::Duration::minutes(i64::from(config.users.lockout_minutes)),
         ..Settings::default()
     })
 }
