@@ -688,4 +688,21 @@ mod tests {
                 .unwrap()
         );
     }
+
+    #[tokio::test]
+    async fn the_dummy_check_costs_what_a_real_one_does() {
+        let password = SecretString::from("correct horse battery");
+        let hash = hash_password(&password).await.unwrap();
+        let wrong = SecretString::from("wrong horse battery");
+        let (mut real, mut dummy) = (std::time::Duration::MAX, std::time::Duration::MAX);
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            verify_password(hash.clone(), &wrong).await.unwrap();
+            real = real.min(t.elapsed());
+            let t = std::time::Instant::now();
+            verify_password(SecretString::from(DUMMY_HASH), &wrong).await.unwrap();
+            dummy = dummy.min(t.elapsed());
+        }
+        assert!(dummy * 2 >= real && real * 2 >= dummy, "dummy {dummy:?}, real {real:?}");
+    }
 }
