@@ -43,7 +43,8 @@ pub const ARGON2_LANES: u32 = 1;
 /// Checked instead of a real hash when the username is unknown, so that the answer takes
 /// as long as for a wrong password. A well-formed hash with the same parameters that no
 /// password produces (its salt and output are fixed bytes, not the result of hashing).
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$cnVzc2V0IGR1bW15IHVzcg$LViZ7OYaYkFWhh+2eZOtWlwvEoOocstUF38nRxnTsz0";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$cnVzc2V0IGR1bW15IHVzcg$LViZ7OYaYkFWhh+2eZOtWlwvEoOocstUF38nRxnTsz0";
 
 /// The one answer for an unknown user and a wrong password.
 pub const SIGN_IN_FAILED_MESSAGE: &str = "the username or password is incorrect";
@@ -170,9 +171,7 @@ pub fn check_username(username: &str) -> Result<&str, String> {
     let name = username.trim();
     let len = name.chars().count();
     if len == 0 || len > MAX_USERNAME {
-        return Err(format!(
-            "a username has 1 to {MAX_USERNAME} characters (got {len})"
-        ));
+        return Err(format!("a username has 1 to {MAX_USERNAME} characters (got {len})"));
     }
     if let Some(bad) = name
         .chars()
@@ -351,7 +350,8 @@ impl Core {
         if let Err(m) = check_password(req.password.expose_secret()) {
             errors.insert("password", m);
         }
-        let (Some(username), Some(display_name), Some(email), true) = (username, display_name, email, errors.is_empty())
+        let (Some(username), Some(display_name), Some(email), true) =
+            (username, display_name, email, errors.is_empty())
         else {
             return Err(field_errors("invalid_user", "the user", errors));
         };
@@ -369,8 +369,14 @@ impl Core {
         }
         let password_hash = hash_password(&req.password).await?;
         let now = self.clock.now();
-        let audit = NewAuditEntry::new(now, actor, "user.create", "user", format!("created user \"{username}\""))
-            .details(json!({ "username": username, "display_name": display_name, "email": email, "source": "local" }));
+        let audit = NewAuditEntry::new(
+            now,
+            actor,
+            "user.create",
+            "user",
+            format!("created user \"{username}\""),
+        )
+        .details(json!({ "username": username, "display_name": display_name, "email": email, "source": "local" }));
         let new = NewUser {
             username,
             display_name,
@@ -452,8 +458,8 @@ impl Core {
             (1, Some(false)) => format!("enabled user \"{}\"", r.username),
             _ => format!("changed user \"{}\"", r.username),
         };
-        let audit = NewAuditEntry::new(now, actor, "user.update", "user", summary)
-            .details(serde_json::Value::Object(changed));
+        let audit =
+            NewAuditEntry::new(now, actor, "user.update", "user", summary).details(serde_json::Value::Object(changed));
         let updated = self
             .store
             .user_update(

@@ -78,7 +78,10 @@ async fn create_refuses_duplicates_ignoring_case() {
 
         // The view (and so every API answer) never holds the password or its hash.
         let json = serde_json::to_string(&jane).unwrap();
-        assert!(!json.contains(PASSWORD) && !json.contains("argon2") && !json.contains("hash"), "{json}");
+        assert!(
+            !json.contains(PASSWORD) && !json.contains("argon2") && !json.contains("hash"),
+            "{json}"
+        );
         // Nor does the database hold the password itself.
         assert!(
             !russet_testkit::contains(&db.dump(), PASSWORD.as_bytes()),
@@ -91,15 +94,27 @@ async fn create_refuses_duplicates_ignoring_case() {
             assert!(e.message.contains("ignoring case"), "{e}");
         }
         assert_eq!(core.user_list().await.unwrap().len(), 1);
-        assert_eq!(core.user_get_by_username("JANE.doe@example.com").await.unwrap().id, jane.id);
+        assert_eq!(
+            core.user_get_by_username("JANE.doe@example.com").await.unwrap().id,
+            jane.id
+        );
         assert_eq!(core.user_get(jane.id).await.unwrap().username, jane.username);
         assert_eq!(core.user_get(999).await.unwrap_err().code, "user_not_found");
-        assert_eq!(core.user_get_by_username("nobody").await.unwrap_err().code, "user_not_found");
+        assert_eq!(
+            core.user_get_by_username("nobody").await.unwrap_err().code,
+            "user_not_found"
+        );
 
         // Listed by username, ignoring case.
         core.user_create(&admin(), &new_user("adam", PASSWORD)).await.unwrap();
         core.user_create(&admin(), &new_user("Zoe", PASSWORD)).await.unwrap();
-        let names: Vec<String> = core.user_list().await.unwrap().into_iter().map(|u| u.username).collect();
+        let names: Vec<String> = core
+            .user_list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.username)
+            .collect();
         assert_eq!(names, ["adam", "Jane.Doe@example.com", "Zoe"]);
 
         let entries = audit(&core, jane.id).await;
@@ -123,10 +138,19 @@ async fn bad_fields_are_refused_each_with_its_message() {
         assert_eq!(e.code, "invalid_user", "{e}");
         let fields = &e.details.as_ref().unwrap()["fields"];
         assert!(fields["username"].as_str().unwrap().contains("letters"), "{fields}");
-        assert!(fields["display_name"].as_str().unwrap().contains("1 to 128"), "{fields}");
-        assert!(fields["email"].as_str().unwrap().contains("name@example.com"), "{fields}");
+        assert!(
+            fields["display_name"].as_str().unwrap().contains("1 to 128"),
+            "{fields}"
+        );
+        assert!(
+            fields["email"].as_str().unwrap().contains("name@example.com"),
+            "{fields}"
+        );
         assert!(fields["password"].as_str().unwrap().contains("at least 10"), "{fields}");
-        assert!(e.message.contains("password: a password has at least 10 characters"), "{e}");
+        assert!(
+            e.message.contains("password: a password has at least 10 characters"),
+            "{e}"
+        );
 
         for (username, password, field) in [
             ("", PASSWORD, "username"),
@@ -136,7 +160,10 @@ async fn bad_fields_are_refused_each_with_its_message() {
             ("jane", "123456789", "password"),
             ("jane", &*"x".repeat(1025), "password"),
         ] {
-            let e = core.user_create(&admin(), &new_user(username, password)).await.unwrap_err();
+            let e = core
+                .user_create(&admin(), &new_user(username, password))
+                .await
+                .unwrap_err();
             assert_eq!(e.code, "invalid_user");
             let fields = e.details.unwrap()["fields"].as_object().unwrap().clone();
             assert_eq!(fields.keys().collect::<Vec<_>>(), [field], "{username:?}");
@@ -238,7 +265,10 @@ async fn five_failures_lock_for_fifteen_minutes() {
         let (core, clock) = core(&db, Settings::default()).await;
         let jane = core.user_create(&admin(), &new_user("jane", PASSWORD)).await.unwrap();
         for n in 1..=4 {
-            assert_eq!(code(core.user_sign_in("jane", "wrong password").await).0, "sign_in_failed");
+            assert_eq!(
+                code(core.user_sign_in("jane", "wrong password").await).0,
+                "sign_in_failed"
+            );
             assert_eq!(core.user_get(jane.id).await.unwrap().failed_attempts, n);
         }
         // The fifth failure locks the account, says until when, and is audited.
@@ -262,14 +292,20 @@ async fn five_failures_lock_for_fifteen_minutes() {
         let e = core.user_sign_in("jane", PASSWORD).await.unwrap_err();
         assert_eq!(e.code, "account_locked");
         assert!(e.message.contains("in 1 minute"), "{e}");
-        assert_eq!(code(core.user_sign_in("jane", "wrong password").await).0, "account_locked");
+        assert_eq!(
+            code(core.user_sign_in("jane", "wrong password").await).0,
+            "account_locked"
+        );
         assert_eq!(core.user_get(jane.id).await.unwrap().failed_attempts, 5);
 
         // Fifteen minutes after the lock it opens by itself.
         clock.advance(Duration::minutes(1));
         assert_eq!(core.user_get(jane.id).await.unwrap().status, "active");
         // A failure after the lock ran out starts counting again from one.
-        assert_eq!(code(core.user_sign_in("jane", "wrong password").await).0, "sign_in_failed");
+        assert_eq!(
+            code(core.user_sign_in("jane", "wrong password").await).0,
+            "sign_in_failed"
+        );
         let after = core.user_get(jane.id).await.unwrap();
         assert_eq!((after.failed_attempts, after.locked_until), (1, None));
         let me = core.user_sign_in("jane", PASSWORD).await.unwrap();
@@ -304,8 +340,14 @@ async fn the_limits_come_from_settings() {
         };
         let (core, clock) = core(&db, settings).await;
         core.user_create(&admin(), &new_user("jane", PASSWORD)).await.unwrap();
-        assert_eq!(code(core.user_sign_in("jane", "wrong password").await).0, "sign_in_failed");
-        assert_eq!(code(core.user_sign_in("jane", "wrong password").await).0, "account_locked");
+        assert_eq!(
+            code(core.user_sign_in("jane", "wrong password").await).0,
+            "sign_in_failed"
+        );
+        assert_eq!(
+            code(core.user_sign_in("jane", "wrong password").await).0,
+            "account_locked"
+        );
         clock.advance(Duration::minutes(59));
         assert_eq!(code(core.user_sign_in("jane", PASSWORD).await).0, "account_locked");
         clock.advance(Duration::minutes(1));
@@ -372,7 +414,10 @@ async fn racing_failures_lock_once() {
             .map(|r| r.unwrap().unwrap_err().code)
             .collect();
         // Each attempt was refused; at least the one that locked said so.
-        assert!(codes.iter().all(|c| ["sign_in_failed", "account_locked"].contains(c)), "{codes:?}");
+        assert!(
+            codes.iter().all(|c| ["sign_in_failed", "account_locked"].contains(c)),
+            "{codes:?}"
+        );
         assert!(codes.contains(&"account_locked"), "{codes:?}");
         let user = core.user_get(jane.id).await.unwrap();
         assert_eq!(user.status, "locked");
@@ -395,7 +440,10 @@ async fn a_new_password_unlocks() {
         clock.advance(Duration::minutes(2));
         let new_password = SecretString::from("a brand new passphrase");
         let u = core.user_set_password(&admin(), jane.id, &new_password).await.unwrap();
-        assert_eq!((u.status.as_str(), u.failed_attempts, u.locked_until), ("active", 0, None));
+        assert_eq!(
+            (u.status.as_str(), u.failed_attempts, u.locked_until),
+            ("active", 0, None)
+        );
         assert_eq!(u.updated_at, NOW + Duration::minutes(2));
         assert_eq!(code(core.user_sign_in("jane", PASSWORD).await).0, "sign_in_failed");
         core.user_sign_in("jane", "a brand new passphrase").await.unwrap();
@@ -403,10 +451,7 @@ async fn a_new_password_unlocks() {
         assert_eq!(actions(&entries), ["user.create", "user.lock", "user.set_password"]);
         assert_eq!(entries[0].details["was_locked"], true);
         assert!(!entries[0].details.to_string().contains("passphrase"));
-        let e = core
-            .user_set_password(&admin(), 999, &new_password)
-            .await
-            .unwrap_err();
+        let e = core.user_set_password(&admin(), 999, &new_password).await.unwrap_err();
         assert_eq!(e.code, "user_not_found");
     }
 }
@@ -426,7 +471,10 @@ async fn disabled_users_are_refused() {
         assert_eq!(e.code, "account_disabled");
         assert!(e.message.contains("ask your IT administrator"), "{e}");
         // Only someone with the right password learns that the account is disabled.
-        assert_eq!(code(core.user_sign_in("jane", "wrong password").await).0, "sign_in_failed");
+        assert_eq!(
+            code(core.user_sign_in("jane", "wrong password").await).0,
+            "sign_in_failed"
+        );
         // Disabling again changes nothing and writes nothing.
         core.user_update(&admin(), jane.id, &disable).await.unwrap();
         let enable = UserUpdate {
@@ -487,13 +535,19 @@ async fn update_and_delete() {
         core.user_delete(&admin(), jane.id).await.unwrap();
         assert_eq!(core.user_get(jane.id).await.unwrap_err().code, "user_not_found");
         assert_eq!(code(core.user_sign_in("jane", PASSWORD).await).0, "sign_in_failed");
-        assert_eq!(core.user_delete(&admin(), jane.id).await.unwrap_err().code, "user_not_found");
+        assert_eq!(
+            core.user_delete(&admin(), jane.id).await.unwrap_err().code,
+            "user_not_found"
+        );
         let entries = audit(&core, jane.id).await;
         assert_eq!(
             actions(&entries),
             ["user.create", "user.update", "user.update", "user.delete"]
         );
-        assert_eq!(entries[2].details, serde_json::json!({ "display_name": "Jane Doe", "email": null }));
+        assert_eq!(
+            entries[2].details,
+            serde_json::json!({ "display_name": "Jane Doe", "email": null })
+        );
         // The name is free again.
         core.user_create(&admin(), &new_user("JANE", PASSWORD)).await.unwrap();
     }

@@ -834,7 +834,8 @@ mod tests {
             .finish()
             .unwrap_err();
         assert!(
-            e.to_string().contains("users.lockout_attempts must be between 1 and 100"),
+            e.to_string()
+                .contains("users.lockout_attempts must be between 1 and 100"),
             "{e}"
         );
     }

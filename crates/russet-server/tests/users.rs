@@ -91,9 +91,13 @@ async fn users_through_the_api() {
             .await;
         assert_eq!(shown["email"], "jane@example.com");
         no_secrets(&shown, &[PASSWORD]);
-        let r = s.json(s.req(Method::GET, "/api/v1/users/999"), StatusCode::NOT_FOUND).await;
+        let r = s
+            .json(s.req(Method::GET, "/api/v1/users/999"), StatusCode::NOT_FOUND)
+            .await;
         assert_eq!(code(&r), "user_not_found");
-        let r = s.json(s.req(Method::GET, "/api/v1/users/abc"), StatusCode::BAD_REQUEST).await;
+        let r = s
+            .json(s.req(Method::GET, "/api/v1/users/abc"), StatusCode::BAD_REQUEST)
+            .await;
         assert_eq!(code(&r), "invalid_path");
 
         // Update: partial, null removes the email; an empty change is refused.
@@ -111,7 +115,10 @@ async fn users_through_the_api() {
                 StatusCode::OK,
             )
             .await;
-        assert_eq!((u["email"].clone(), u["status"].clone()), (Value::Null, json!("disabled")));
+        assert_eq!(
+            (u["email"].clone(), u["status"].clone()),
+            (Value::Null, json!("disabled"))
+        );
         assert_eq!(u["display_name"], "Jane Doe");
         let r = s
             .json(
@@ -146,7 +153,10 @@ async fn users_through_the_api() {
                 StatusCode::OK,
             )
             .await;
-        assert_eq!((u["status"].clone(), u["failed_attempts"].clone()), (json!("active"), json!(0)));
+        assert_eq!(
+            (u["status"].clone(), u["failed_attempts"].clone()),
+            (json!("active"), json!(0))
+        );
 
         // A new password: checked, set, never echoed.
         let r = s
@@ -167,7 +177,10 @@ async fn users_through_the_api() {
             .await;
         no_secrets(&u, &["a brand new passphrase"]);
         assert_eq!(
-            core.user_sign_in("Jane.Doe", "a brand new passphrase").await.unwrap().id,
+            core.user_sign_in("Jane.Doe", "a brand new passphrase")
+                .await
+                .unwrap()
+                .id,
             id
         );
         let after = s
@@ -211,7 +224,10 @@ async fn users_through_the_api() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::NO_CONTENT);
         let r = s
-            .json(s.req(Method::DELETE, &format!("/api/v1/users/{id}")), StatusCode::NOT_FOUND)
+            .json(
+                s.req(Method::DELETE, &format!("/api/v1/users/{id}")),
+                StatusCode::NOT_FOUND,
+            )
             .await;
         assert_eq!(code(&r), "user_not_found");
 
@@ -239,7 +255,10 @@ async fn users_through_the_api() {
             "/api/v1/users/{id}/password",
             "/api/v1/users/{id}/unlock",
         ] {
-            assert!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI document");
+            assert!(
+                doc["paths"][path].is_object(),
+                "{path} missing from the OpenAPI document"
+            );
         }
         for m in ["get", "patch", "delete"] {
             assert!(doc["paths"]["/api/v1/users/{id}"][m].is_object(), "{m}");

@@ -118,7 +118,11 @@ pub async fn run(cmd: UserCommand) -> Result<()> {
             if client.json {
                 return print_json(&u);
             }
-            println!("New password set for {}; the account is {}.", text(&u["username"]), status(&u));
+            println!(
+                "New password set for {}; the account is {}.",
+                text(&u["username"]),
+                status(&u)
+            );
             Ok(())
         }
         UserCommand::Unlock { user, client } => {
@@ -150,14 +154,20 @@ pub async fn run(cmd: UserCommand) -> Result<()> {
 /// A user by username (ignoring case) or, failing that, by id.
 async fn find(c: &Client, user: &str) -> Result<Value> {
     let list: Value = c
-        .json(c.request(Method::GET, "/api/v1/users").query(&[("username", user.trim())]))
+        .json(
+            c.request(Method::GET, "/api/v1/users")
+                .query(&[("username", user.trim())]),
+        )
         .await?;
     if let Some(u) = list["users"].as_array().and_then(|l| l.first()) {
         return Ok(u.clone());
     }
     match user.trim().parse::<i64>() {
         Ok(id) => c.json(c.request(Method::GET, &format!("/api/v1/users/{id}"))).await,
-        Err(_) => bail!("there is no user named \"{}\"; `russet user list` shows them", user.trim()),
+        Err(_) => bail!(
+            "there is no user named \"{}\"; `russet user list` shows them",
+            user.trim()
+        ),
     }
 }
 
@@ -201,10 +211,13 @@ fn read_password(args: &PasswordArgs, prompt: &str) -> Result<String> {
         return Ok(password.to_string());
     }
     if !std::io::stdin().is_terminal() {
-        bail!("no password given: pass --password-stdin and write it to standard input, or run this in a terminal to be asked for it");
+        bail!(
+            "no password given: pass --password-stdin and write it to standard input, or run this in a terminal to be asked for it"
+        );
     }
     let first = rpassword::prompt_password(prompt).context("cannot read the password from the terminal")?;
-    let second = rpassword::prompt_password("Again, to confirm: ").context("cannot read the password from the terminal")?;
+    let second =
+        rpassword::prompt_password("Again, to confirm: ").context("cannot read the password from the terminal")?;
     if first != second {
         bail!("the two passwords differ; nothing was changed");
     }

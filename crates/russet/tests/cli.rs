@@ -801,7 +801,10 @@ fn users_through_the_cli() {
         let out = cli_with_stdin(&s, &["user", "create", "john", "--password-stdin"], Some("short\n"));
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("at least 10 characters") && err.contains("invalid_user"), "{err}");
+        assert!(
+            err.contains("at least 10 characters") && err.contains("invalid_user"),
+            "{err}"
+        );
         let out = cli_with_stdin(
             &s,
             &["user", "create", "JANE.DOE", "--password-stdin"],
@@ -821,7 +824,10 @@ fn users_through_the_cli() {
 
         // Update, disable, enable.
         let u = s.json(&["user", "update", "jane.doe", "--no-email", "--disable"]);
-        assert_eq!((u["email"].clone(), u["status"].clone()), (Value::Null, "disabled".into()));
+        assert_eq!(
+            (u["email"].clone(), u["status"].clone()),
+            (Value::Null, "disabled".into())
+        );
         assert!(s.fails(&["user", "update", "jane.doe"]).contains("nothing to change"));
         let out = s.ok(&["user", "update", &id, "--enable", "--display-name", "J. Doe"]);
         assert!(out.contains("J. Doe") && out.contains("active"), "{out}");

@@ -45,7 +45,10 @@ pub async fn create(
 
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(UserParams),
     responses((status = 200, body = UserList)), security(("admin_key" = [])))]
-pub async fn list(State(state): State<AppState>, ApiQuery(p): ApiQuery<UserParams>) -> Result<Json<UserList>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<UserParams>,
+) -> Result<Json<UserList>, ApiError> {
     let users = match p.username {
         Some(name) => match state.core.user_get_by_username(&name).await {
             Ok(user) => vec![user],
