@@ -76,9 +76,17 @@ pub fn username_key(username: &str) -> String {
     username.trim().to_lowercase()
 }
 
-const SELECT: &str = "SELECT id, username, display_name, email, source, \
-     CASE WHEN password_hash IS NULL THEN 0 ELSE 1 END AS has_password, failed_attempts, locked_until, disabled, \
-     created_at, updated_at, last_sign_in_at, version FROM users";
+/// The columns of a [`UserRecord`] (never the hash).
+macro_rules! user_columns {
+    () => {
+        "SELECT id, username, display_name, email, source, \
+         CASE WHEN password_hash IS NULL THEN 0 ELSE 1 END AS has_password, failed_attempts, locked_until, \
+         disabled, created_at, updated_at, last_sign_in_at, version"
+    };
+}
+
+const SELECT: &str = concat!(user_columns!(), " FROM users");
+const SELECT_WITH_HASH: &str = concat!(user_columns!(), ", password_hash FROM users");
 
 fn from_row(r: &AnyRow) -> Result<UserRecord, StoreError> {
     Ok(UserRecord {
@@ -164,10 +172,7 @@ impl Store {
     /// The user and their password hash, for checking a sign-in.
     pub async fn user_credentials(&self, username: &str) -> Result<Option<UserCredentials>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT id, username, display_name, email, source, \
-               CASE WHEN password_hash IS NULL THEN 0 ELSE 1 END AS has_password, failed_attempts, locked_until, \
-               disabled, created_at, updated_at, last_sign_in_at, version, password_hash \
-             FROM users WHERE username_key = $1"
+            "{SELECT_WITH_HASH} WHERE username_key = $1"
         )))
         .bind(username_key(username))
         .fetch_optional(self.pool())
