@@ -21,6 +21,8 @@ pub enum ErrorKind {
     Unavailable,
     /// Apple refused the request (terms not signed, token revoked, validation…).
     Upstream,
+    /// Refused for who is asking: a failed sign-in, a locked or disabled account.
+    Forbidden,
     /// Too soon: a limit on how often something may happen (see `retry_after`).
     RateLimited,
     /// A bug or damaged data; details are in the server log.

@@ -1,5 +1,6 @@
-//! Russet's domain: the rules of enrollment program tokens (and, in later issues, device
-//! sync, enrollment, the command queue and credential health), with an injected clock.
+//! Russet's domain: the rules of enrollment program tokens, device sync, enrollment, the
+//! command queue, end users and their sign-in (and, in later issues, credential health), with
+//! an injected clock.
 //!
 //! `russet-core` decides what may change and why; it holds no SQL (that is `russet-store`)
 //! and no HTTP types (that is `russet-server`). Apple's formats come from `russet-apple`.
@@ -22,6 +23,7 @@ pub mod push_cert;
 pub mod scep;
 pub mod scheduler;
 pub mod sync;
+pub mod users;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -80,6 +82,10 @@ pub struct Settings {
     pub profile_signer: Option<enroll::ProfileSigner>,
     /// Certificates (DER) enrollment profiles tell devices to trust (a private TLS CA).
     pub profile_anchor_certs: Vec<Vec<u8>>,
+    /// Consecutive failed sign-ins that lock a user account.
+    pub user_lockout_attempts: u32,
+    /// How long a locked user account stays locked.
+    pub user_lockout_duration: Duration,
 }
 
 impl Default for Settings {
@@ -105,6 +111,8 @@ impl Default for Settings {
             ca_key_type: russet_apple::scep::CaKeyType::default(),
             profile_signer: None,
             profile_anchor_certs: Vec::new(),
+            user_lockout_attempts: 5,
+            user_lockout_duration: Duration::minutes(15),
         }
     }
 }

@@ -214,6 +214,18 @@ pub const KEYS: &[KeySpec] = &[
         default: "4",
         help: "profile assignment requests in flight at once per token (1-16)",
     },
+    KeySpec {
+        path: "users.lockout_attempts",
+        kind: ValueKind::Int,
+        default: "5",
+        help: "consecutive failed sign-ins that lock a user account (1-100)",
+    },
+    KeySpec {
+        path: "users.lockout_minutes",
+        kind: ValueKind::Int,
+        default: "15",
+        help: "how long a locked user account stays locked, in minutes (1-1440); an administrator can unlock it sooner",
+    },
 ];
 
 /// TLS settings: both files or neither.
@@ -315,6 +327,23 @@ impl Default for SyncConfig {
     }
 }
 
+/// End users who sign in during enrollment.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UsersConfig {
+    pub lockout_attempts: u32,
+    pub lockout_minutes: u32,
+}
+
+impl Default for UsersConfig {
+    fn default() -> Self {
+        UsersConfig {
+            lockout_attempts: 5,
+            lockout_minutes: 15,
+        }
+    }
+}
+
 /// The effective configuration.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -334,6 +363,8 @@ pub struct Config {
     pub sync: SyncConfig,
     #[serde(default)]
     pub mdm: MdmConfig,
+    #[serde(default)]
+    pub users: UsersConfig,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -357,6 +388,7 @@ impl Default for Config {
             apple: AppleConfig::default(),
             sync: SyncConfig::default(),
             mdm: MdmConfig::default(),
+            users: UsersConfig::default(),
         }
     }
 }
@@ -578,6 +610,8 @@ impl Config {
             ("sync.batch_devices", self.sync.batch_devices, 1, 100_000),
             ("sync.assign_concurrency", self.sync.assign_concurrency, 1, 16),
             ("mdm.identity_lifetime_days", self.mdm.identity_lifetime_days, 1, 825),
+            ("users.lockout_attempts", self.users.lockout_attempts, 1, 100),
+            ("users.lockout_minutes", self.users.lockout_minutes, 1, 1440),
         ];
         for (key, value, min, max) in ranges {
             if !(min..=max).contains(&value) {
@@ -800,6 +834,30 @@ mod tests {
             .finish()
             .unwrap_err();
         assert!(e.to_string().contains("intervall_hours"), "{e}");
+    }
+
+    #[test]
+    fn user_lockout_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Loader::new(Some(&write(&dir, ""))).unwrap().finish().unwrap();
+        assert_eq!(c.users, UsersConfig::default());
+        assert_eq!((c.users.lockout_attempts, c.users.lockout_minutes), (5, 15));
+        let c = Loader::new(Some(&write(&dir, "[users]\nlockout_attempts = 3\n")))
+            .unwrap()
+            .env(env(&[("RUSSET_USERS_LOCKOUT_MINUTES", "30")]))
+            .unwrap()
+            .finish()
+            .unwrap();
+        assert_eq!((c.users.lockout_attempts, c.users.lockout_minutes), (3, 30));
+        let e = Loader::new(Some(&write(&dir, "[users]\nlockout_attempts = 0\n")))
+            .unwrap()
+            .finish()
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("users.lockout_attempts must be between 1 and 100"),
+            "{e}"
+        );
     }
 
     #[test]

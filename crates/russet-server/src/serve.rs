@@ -219,6 +219,8 @@ pub fn settings(config: &Config) -> Result<Settings, StartError> {
             .map_err(|e| StartError::Config(crate::config::ConfigError::Invalid(format!("mdm.ca_key_type: {e}"))))?,
         profile_signer,
         profile_anchor_certs,
+        user_lockout_attempts: config.users.lockout_attempts,
+        user_lockout_duration: time::Duration::minutes(i64::from(config.users.lockout_minutes)),
         ..Settings::default()
     })
 }

@@ -11,7 +11,7 @@ use crate::{Store, StoreError, from_millis, to_millis};
 /// Who made a change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Actor {
-    /// Human-readable: `admin-key:3 (initial)`, `local-cli`, `system`.
+    /// Human-readable: `admin-key:3 (initial)`, `local: <command>`, `sign-in: <username>`, `system`.
     pub label: String,
     /// The admin API key used, when the change came through the API.
     pub key_id: Option<i64>,
@@ -29,6 +29,14 @@ impl Actor {
     pub fn local(command: &str) -> Actor {
         Actor {
             label: format!("local: {command}"),
+            key_id: None,
+        }
+    }
+
+    /// A sign-in attempt, for what it changes on its own (locking an account).
+    pub fn sign_in(username: &str) -> Actor {
+        Actor {
+            label: format!("sign-in: {username}"),
             key_id: None,
         }
     }
@@ -86,7 +94,7 @@ pub struct AuditEntry {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub at: OffsetDateTime,
-    /// Who: `admin-key:<id> (<name>)`, `local: <command>` or `system`.
+    /// Who: `admin-key:<id> (<name>)`, `local: <command>`, `sign-in: <username>` or `system`.
     pub actor: String,
     /// The admin API key used, for changes made through the API.
     pub actor_key_id: Option<i64>,

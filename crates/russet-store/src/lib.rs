@@ -28,6 +28,7 @@ pub mod mdm;
 pub mod profiles;
 pub mod push_cert;
 pub mod sync;
+pub mod users;
 
 use std::str::FromStr;
 use std::sync::Arc;

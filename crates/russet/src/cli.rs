@@ -47,6 +47,91 @@ pub enum Command {
     /// Enrolled devices (MDM enrollments).
     #[command(subcommand)]
     Enrollment(EnrollmentCommand),
+    /// End users who sign in during Automated Device Enrollment (local accounts).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// How a command gets a password: from standard input, or asked twice on the terminal.
+#[derive(Debug, Args, Clone)]
+pub struct PasswordArgs {
+    /// Read the password from standard input (one line; the newline is dropped) instead of
+    /// asking for it on the terminal.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a local user; the password is asked twice (hidden) unless --password-stdin.
+    Create {
+        /// 1-64 letters, digits, '.', '_', '-' or '@'; unique ignoring case.
+        username: String,
+        /// The person's name [default: the username].
+        #[arg(long)]
+        display_name: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[command(flatten)]
+        password: PasswordArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List users with their status (active, locked, disabled).
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a user.
+    Show {
+        /// Username or id.
+        user: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Change a user's display name or email, or disable or enable the account.
+    Update {
+        /// Username or id.
+        user: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[arg(long, conflicts_with = "no_email")]
+        email: Option<String>,
+        /// Remove the email address.
+        #[arg(long)]
+        no_email: bool,
+        /// The user can no longer sign in.
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        /// The user can sign in again.
+        #[arg(long)]
+        enable: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Set a new password (asked twice, hidden, unless --password-stdin); clears a lock.
+    SetPassword {
+        /// Username or id.
+        user: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Unlock a user locked by failed sign-ins.
+    Unlock {
+        /// Username or id.
+        user: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a user.
+    Delete {
+        /// Username or id.
+        user: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

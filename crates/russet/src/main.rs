@@ -10,6 +10,7 @@ mod mdm;
 mod output;
 mod profile;
 mod push_cert;
+mod user;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -57,6 +58,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Enrollment(cmd) => mdm::run_enrollments(cmd).await,
         Command::Profile(cmd) => profile::run(cmd).await,
         Command::Device(cmd) => device::run(cmd).await,
+        Command::User(cmd) => user::run(cmd).await,
     }
 }
 

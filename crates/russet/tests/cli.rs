@@ -750,3 +750,98 @@ fn sync_profiles_and_devices_through_the_cli() {
         assert!(status.success());
     }
 }
+
+/// Runs a CLI command against `s` with `input` on its standard input.
+fn cli_with_stdin(s: &Serve, args: &[&str], input: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .current_dir(s.data_dir.parent().unwrap())
+        .env_remove("RUSSET_API_KEY")
+        .env("RUSSET_SERVER", &s.url)
+        .env("RUSSET_DATA_DIR", &s.data_dir)
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("russet runs");
+    if let Some(input) = input {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn users_through_the_cli() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for db in rt.block_on(TestDb::all("cli::users_through_the_cli")) {
+        let s = Serve::start(&db, NO_APPLE, &[]);
+        let out = cli_with_stdin(
+            &s,
+            &[
+                "user",
+                "create",
+                "Jane.Doe",
+                "--display-name",
+                "Jane Doe",
+                "--email",
+                "jane@example.com",
+                "--password-stdin",
+            ],
+            Some("correct horse battery\n"),
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert!(stdout.contains("(\"Jane.Doe\") created"), "{stdout}");
+
+        // No password and no terminal to ask on: refused with what to do.
+        let out = cli_with_stdin(&s, &["user", "create", "john"], None);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--password-stdin"));
+        // The server's checks come back as messages.
+        let out = cli_with_stdin(&s, &["user", "create", "john", "--password-stdin"], Some("short\n"));
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("at least 10 characters") && err.contains("invalid_user"),
+            "{err}"
+        );
+        let out = cli_with_stdin(
+            &s,
+            &["user", "create", "JANE.DOE", "--password-stdin"],
+            Some("correct horse battery"),
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("username_taken"));
+
+        // List and show (by username, any case, or by id); never a hash.
+        let list = s.ok(&["user", "list"]);
+        assert!(list.contains("Jane.Doe") && list.contains("active"), "{list}");
+        let shown = s.json(&["user", "show", "jane.doe"]);
+        let id = shown["id"].as_i64().unwrap().to_string();
+        assert_eq!(shown["email"], "jane@example.com");
+        assert_eq!(s.json(&["user", "show", &id])["username"], "Jane.Doe");
+        assert!(!shown.to_string().contains("argon2"));
+        assert!(s.fails(&["user", "show", "nobody"]).contains("no user named"));
+
+        // Update, disable, enable.
+        let u = s.json(&["user", "update", "jane.doe", "--no-email", "--disable"]);
+        assert_eq!(
+            (u["email"].clone(), u["status"].clone()),
+            (Value::Null, "disabled".into())
+        );
+        assert!(s.fails(&["user", "update", "jane.doe"]).contains("nothing to change"));
+        let out = s.ok(&["user", "update", &id, "--enable", "--display-name", "J. Doe"]);
+        assert!(out.contains("J. Doe") && out.contains("active"), "{out}");
+
+        // A new password; unlock; delete.
+        let out = cli_with_stdin(
+            &s,
+            &["user", "set-password", "jane.doe", "--password-stdin"],
+            Some("a brand new passphrase\r\n"),
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("New password set for Jane.Doe"));
+        assert!(s.ok(&["user", "unlock", "jane.doe"]).contains("is unlocked"));
+        assert!(s.ok(&["user", "delete", "jane.doe"]).contains("deleted"));
+        assert!(s.ok(&["user", "list", "--json"]).contains("\"users\": []"));
+    }
+}

@@ -8,6 +8,7 @@ pub mod jobs;
 pub mod mdm;
 pub mod profiles;
 pub mod push_cert;
+pub mod users;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post, put};
@@ -24,7 +25,7 @@ pub const JSON_BODY_LIMIT: usize = 64 * 1024;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Russet admin API", description = "Manage Russet: enrollment program tokens and their device sync, ADE enrollment profiles and assignment, devices, jobs, the audit log, the MDM push certificate. \
+    info(title = "Russet admin API", description = "Manage Russet: enrollment program tokens and their device sync, ADE enrollment profiles and assignment, devices, jobs, the audit log, the MDM push certificate, enrollment links and commands, end users. \
         Every endpoint except the OpenAPI document needs `Authorization: Bearer <admin key>`."),
     paths(
         info,
@@ -36,6 +37,7 @@ pub const JSON_BODY_LIMIT: usize = 64 * 1024;
         audit::list,
         push_cert::show, push_cert::new_csr, push_cert::pending_csr, push_cert::upload,
         mdm::create_link, mdm::list_links, mdm::revoke_link, mdm::enqueue, mdm::command, mdm::enrollments, mdm::enrollment,
+        users::create, users::list, users::show, users::update, users::delete, users::set_password, users::unlock,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&AdminKeyScheme),
@@ -49,6 +51,7 @@ pub const JSON_BODY_LIMIT: usize = 64 * 1024;
         (name = "enrollment", description = "Enrollment links for devices outside ABM, and enrolled devices"),
         (name = "commands", description = "MDM commands queued for enrolled devices and their results"),
         (name = "push-cert", description = "The MDM push certificate: CSR, upload, renewal keeping the topic"),
+        (name = "users", description = "End users who sign in during Automated Device Enrollment (local accounts)"),
     )
 )]
 pub struct ApiDoc;
@@ -146,6 +149,13 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/commands/{uuid}", get(mdm::command))
         .route("/enrollments", get(mdm::enrollments))
         .route("/enrollments/{id}", get(mdm::enrollment))
+        .route("/users", get(users::list).post(users::create))
+        .route(
+            "/users/{id}",
+            get(users::show).patch(users::update).delete(users::delete),
+        )
+        .route("/users/{id}/password", put(users::set_password))
+        .route("/users/{id}/unlock", post(users::unlock))
         .route_layer(middleware::from_fn_with_state(state, auth::require_admin));
     Router::new()
         .route("/openapi.json", get(openapi_json))

@@ -23,7 +23,9 @@ const CHECKIN_CONTENT_TYPE: &str = "application/x-apple-aspen-mdm-checkin";
 /// A failure as the device sees it: a status and one line of text (logged too).
 fn device_error(e: &CoreError) -> Response {
     let status = match e.kind {
-        ErrorKind::Invalid | ErrorKind::NotFound | ErrorKind::Conflict | ErrorKind::Gone => StatusCode::BAD_REQUEST,
+        ErrorKind::Invalid | ErrorKind::NotFound | ErrorKind::Conflict | ErrorKind::Gone | ErrorKind::Forbidden => {
+            StatusCode::BAD_REQUEST
+        }
         ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::Unavailable | ErrorKind::RateLimited => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Upstream | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
