@@ -8,6 +8,7 @@
 //! store write the audit entry in the same transaction.
 
 pub mod abm;
+pub mod ade_enroll;
 pub mod ade_tokens;
 pub mod admin;
 pub mod assign;
@@ -82,6 +83,14 @@ pub struct Settings {
     pub profile_signer: Option<enroll::ProfileSigner>,
     /// Certificates (DER) enrollment profiles tell devices to trust (a private TLS CA).
     pub profile_anchor_certs: Vec<Vec<u8>>,
+    /// Roots of the device identities that sign MachineInfo (Apple's device CA). Empty:
+    /// the signature is checked but not its chain.
+    pub device_ca_roots: Vec<openssl::x509::X509>,
+    /// How long an ADE sign-in page stays usable.
+    pub ade_sign_in_ttl: Duration,
+    /// A device still in Setup Assistant (awaiting configuration) this long after it
+    /// enrolled is shown as stuck.
+    pub configuration_stuck_after: Duration,
     /// Consecutive failed sign-ins that lock a user account.
     pub user_lockout_attempts: u32,
     /// How long a locked user account stays locked.
@@ -111,6 +120,9 @@ impl Default for Settings {
             ca_key_type: russet_apple::scep::CaKeyType::default(),
             profile_signer: None,
             profile_anchor_certs: Vec::new(),
+            device_ca_roots: Vec::new(),
+            ade_sign_in_ttl: Duration::minutes(30),
+            configuration_stuck_after: Duration::hours(1),
             user_lockout_attempts: 5,
             user_lockout_duration: Duration::minutes(15),
         }

@@ -175,6 +175,12 @@ impl Core {
         let msg = decode_checkin(body).map_err(|e| CoreError::invalid(e.code(), e.to_string()))?;
         let authenticate = matches!(msg.message, CheckinMessage::Authenticate { .. });
         let e = &msg.enrollment;
+        // An identity issued through ADE is for the device it was served to: checked before
+        // the certificate is pinned, so another device cannot take it.
+        let ade = match (authenticate, cert) {
+            (true, Some(c)) => self.ade_binding_for(c.sha256_hex(), msg.ids.udid.as_deref()).await?,
+            _ => None,
+        };
         self.check_identity(cert, &e.device_id, authenticate).await?;
         let now = self.clock.now();
         match &msg.message {
@@ -215,11 +221,12 @@ impl Core {
                             imei: imei.clone(),
                             meid: meid.clone(),
                             topic: topic.clone(),
+                            ade: ade.clone(),
                         },
                         now,
                     )
                     .await?;
-                tracing::info!(enrollment = %e.id, serial = ?serial_number, cancelled, "device authenticated");
+                tracing::info!(enrollment = %e.id, serial = ?serial_number, ade = ade.is_some(), cancelled, "device authenticated");
                 Ok(CheckinReply::Empty)
             }
             CheckinMessage::TokenUpdate {
@@ -261,29 +268,7 @@ impl Core {
                     })?;
                 if first && e.id == e.device_id {
                     tracing::info!(enrollment = %e.id, "device enrolled");
-                    // The first inventory, so the administrator sees the device at once.
-                    if let Ok(cmd) = CommandRequest::device_information().build(&new_uuid()?) {
-                        self.store
-                            .mdm_enqueue(
-                                &NewCommand {
-                                    uuid: &cmd.command_uuid,
-                                    request_type: &cmd.request_type,
-                                    body: &cmd.plist,
-                                    created_by: "system",
-                                },
-                                std::slice::from_ref(&e.id),
-                                now,
-                                NewAuditEntry::new(
-                                    now,
-                                    &Actor::system(),
-                                    "command.enqueue",
-                                    "command",
-                                    format!("queued DeviceInformation for newly enrolled {}", e.id),
-                                ),
-                            )
-                            .await?;
-                        self.push_in_background(vec![e.id.clone()]);
-                    }
+                    self.queue_initial_commands(&e.id, *awaiting_configuration).await?;
                 }
                 Ok(CheckinReply::Empty)
             }
@@ -315,6 +300,118 @@ impl Core {
                 "Declarative Management is not supported by Russet yet",
             )),
         }
+    }
+
+    /// Queues `commands` (typed JSON) for one enrollment, in order, and pushes it once.
+    async fn queue_system_commands(
+        &self,
+        id: &str,
+        commands: &[serde_json::Value],
+        why: &str,
+    ) -> Result<(), CoreError> {
+        let now = self.clock.now();
+        for c in commands {
+            let req: CommandRequest = serde_json::from_value(c.clone())
+                .map_err(|e| CoreError::new(ErrorKind::Internal, "internal", format!("system command {c}: {e}")))?;
+            let cmd = req.build(&new_uuid()?).map_err(|e| mdm_invalid(&e))?;
+            self.store
+                .mdm_enqueue(
+                    &NewCommand {
+                        uuid: &cmd.command_uuid,
+                        request_type: &cmd.request_type,
+                        body: &cmd.plist,
+                        created_by: "system",
+                    },
+                    &[id.to_string()],
+                    now,
+                    NewAuditEntry::new(
+                        now,
+                        &Actor::system(),
+                        "command.enqueue",
+                        "command",
+                        format!("queued {} for {id}: {why}", cmd.request_type),
+                    ),
+                )
+                .await?;
+        }
+        self.push_in_background(vec![id.to_string()]);
+        Ok(())
+    }
+
+    /// What a device gets when it has just enrolled: its first inventory; for an Automated
+    /// Device Enrollment, its name from the profile's template; and, when it waits in Setup
+    /// Assistant and its profile asks for it, DeviceConfigured after the rest.
+    async fn queue_initial_commands(&self, id: &str, awaiting_configuration: bool) -> Result<(), CoreError> {
+        let mut commands = vec![json!({ "request_type": "DeviceInformation" })];
+        let mut why = "newly enrolled".to_string();
+        let enrollment = self.store.mdm_enrollment_get(id).await?;
+        let ade = enrollment
+            .as_ref()
+            .and_then(|r| Some((r.ade_serial.clone()?, r.ade_profile_id?)));
+        if let Some((serial, profile_id)) = ade {
+            why = format!("enrolled through ADE ({serial})");
+            let settings = match self.store.profile_get(profile_id).await? {
+                Some(p) => serde_json::from_value::<crate::profiles::settings::ProfileSettings>(p.settings).ok(),
+                None => None,
+            };
+            if let Some(template) = settings.as_ref().and_then(|s| s.device_name_template.clone()) {
+                let family = self
+                    .store
+                    .device_get(&serial)
+                    .await?
+                    .and_then(|d| d.device_family)
+                    .unwrap_or_else(|| "Device".to_string());
+                let name = device_name_from_template(&template, &serial, &family);
+                commands.push(json!({ "request_type": "Settings",
+                    "settings": [{ "item": "DeviceName", "device_name": name }] }));
+            }
+            if awaiting_configuration && settings.as_ref().is_none_or(|s| s.await_device_configured) {
+                commands.push(json!({ "request_type": "DeviceConfigured" }));
+            }
+        }
+        self.queue_system_commands(id, &commands, &why).await
+    }
+
+    /// Releases a device held in Setup Assistant (awaiting configuration): queues
+    /// DeviceConfigured now, for an administrator who does not want to wait.
+    pub async fn enrollment_release(&self, actor: &Actor, id: &str) -> Result<Enrollment, CoreError> {
+        let r = self
+            .store
+            .mdm_enrollment_get(id)
+            .await?
+            .ok_or_else(|| CoreError::not_found("enrollment_not_found", format!("no enrollment {id}")))?;
+        if !r.awaiting_configuration {
+            return Err(CoreError::conflict(
+                "not_awaiting_configuration",
+                format!("{id} is not waiting in Setup Assistant: there is nothing to release"),
+            ));
+        }
+        let now = self.clock.now();
+        let cmd = CommandRequest::DeviceConfigured {}
+            .build(&new_uuid()?)
+            .map_err(|e| mdm_invalid(&e))?;
+        self.store
+            .mdm_enqueue(
+                &NewCommand {
+                    uuid: &cmd.command_uuid,
+                    request_type: &cmd.request_type,
+                    body: &cmd.plist,
+                    created_by: &actor.label,
+                },
+                &[id.to_string()],
+                now,
+                NewAuditEntry::new(
+                    now,
+                    actor,
+                    "enrollment.release",
+                    "enrollment",
+                    format!("released {id} from Setup Assistant (DeviceConfigured queued)"),
+                )
+                .target(id),
+            )
+            .await?;
+        self.push_in_background(vec![id.to_string()]);
+        self.enrollment_get(id).await
     }
 
     /// Handles a command report (`PUT` to the server URL); returns the next command's plist,
@@ -479,11 +576,47 @@ pub struct Enrollment {
     pub checked_out_at: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub inventory: Option<serde_json::Value>,
+    /// Automated Device Enrollment: where this enrollment came from.
+    pub ade: Option<AdeEnrollment>,
+    /// When Setup Assistant was released (DeviceConfigured acknowledged) and by whom.
+    pub configured_at: Option<String>,
+    pub configured_by: Option<String>,
+    /// Still awaiting configuration longer than `configuration_stuck_after` after enrolling:
+    /// look at its pending commands, or release it.
+    pub setup_stuck: bool,
 }
 
-fn enrollment_view(r: EnrollmentRecord) -> Enrollment {
+/// The ABM side of an enrollment made through Automated Device Enrollment.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct AdeEnrollment {
+    pub serial_number: String,
+    pub token_id: Option<i64>,
+    pub profile_id: Option<i64>,
+    /// The user who signed in during Setup Assistant (profiles with user affinity).
+    pub user: Option<String>,
+    pub supervised: bool,
+    pub locked_enrollment: bool,
+}
+
+fn enrollment_view(r: EnrollmentRecord, now: OffsetDateTime, stuck_after: time::Duration) -> Enrollment {
     let t = |x: Option<OffsetDateTime>| x.map(fmt_time);
+    let setup_stuck = r.awaiting_configuration
+        && r.configured_at.is_none()
+        && r.enrolled_at
+            .or(r.authenticated_at)
+            .is_some_and(|at| at + stuck_after <= now);
     Enrollment {
+        ade: r.ade_serial.clone().map(|serial_number| AdeEnrollment {
+            serial_number,
+            token_id: r.ade_token_id,
+            profile_id: r.ade_profile_id,
+            user: r.ade_user.clone(),
+            supervised: r.supervised,
+            locked_enrollment: r.locked_enrollment,
+        }),
+        configured_at: t(r.configured_at),
+        configured_by: r.configured_by.clone(),
+        setup_stuck,
         inventory: r.inventory.as_deref().and_then(|i| serde_json::from_str(i).ok()),
         id: r.id,
         device_id: r.device_id,
@@ -638,7 +771,7 @@ impl Core {
         self.store
             .mdm_enrollment_get(id)
             .await?
-            .map(enrollment_view)
+            .map(|r| enrollment_view(r, self.clock.now(), self.settings.configuration_stuck_after))
             .ok_or_else(|| CoreError::not_found("enrollment_not_found", format!("no enrollment {id}")))
     }
 
@@ -653,9 +786,16 @@ impl Core {
             .mdm_enrollment_list(after, limit.clamp(1, 1000), serial)
             .await?
             .into_iter()
-            .map(enrollment_view)
+            .map(|r| enrollment_view(r, self.clock.now(), self.settings.configuration_stuck_after))
             .collect())
     }
+}
+
+/// A device name from a profile's template: `{{SERIAL}}` and `{{DEVICETYPE}}` replaced.
+pub fn device_name_from_template(template: &str, serial: &str, device_type: &str) -> String {
+    template
+        .replace("{{SERIAL}}", serial)
+        .replace("{{DEVICETYPE}}", device_type)
 }
 
 fn mdm_invalid(e: &russet_apple::mdm::MdmError) -> CoreError {

@@ -108,6 +108,13 @@ pub const KEYS: &[KeySpec] = &[
         help: "extra PEM root certificates to trust for apple.apns_url (applesim's APNs CA); Apple's needs none",
     },
     KeySpec {
+        path: "apple.device_ca_file",
+        kind: ValueKind::Str,
+        default: "",
+        help: "PEM root certificates of the device identities that sign MachineInfo during Automated Device \
+               Enrollment (Apple's device CA; applesim's for tests); without it only the signature is checked",
+    },
+    KeySpec {
         path: "mdm.organization",
         kind: ValueKind::Str,
         default: "Russet",
@@ -255,6 +262,7 @@ pub struct AppleConfig {
     pub dep_url: String,
     pub apns_url: String,
     pub apns_ca_file: Option<PathBuf>,
+    pub device_ca_file: Option<PathBuf>,
 }
 
 impl Default for AppleConfig {
@@ -263,6 +271,7 @@ impl Default for AppleConfig {
             dep_url: russet_apple::dep::APPLE_DEP_URL.to_string(),
             apns_url: russet_apple::apns::APNS_URL.to_string(),
             apns_ca_file: None,
+            device_ca_file: None,
         }
     }
 }
@@ -872,6 +881,7 @@ mod tests {
             },
             apple: AppleConfig {
                 apns_ca_file: Some("ca".into()),
+                device_ca_file: Some("dca".into()),
                 ..AppleConfig::default()
             },
             mdm: MdmConfig {

@@ -219,10 +219,38 @@ pub fn settings(config: &Config) -> Result<Settings, StartError> {
             .map_err(|e| StartError::Config(crate::config::ConfigError::Invalid(format!("mdm.ca_key_type: {e}"))))?,
         profile_signer,
         profile_anchor_certs,
+        device_ca_roots: device_ca_roots(config)?,
         user_lockout_attempts: config.users.lockout_attempts,
         user_lockout_duration: time::Duration::minutes(i64::from(config.users.lockout_minutes)),
         ..Settings::default()
     })
+}
+
+/// The roots MachineInfo signatures must chain to (`apple.device_ca_file`).
+fn device_ca_roots(config: &Config) -> Result<Vec<openssl::x509::X509>, StartError> {
+    let Some(path) = &config.apple.device_ca_file else {
+        tracing::warn!(
+            "apple.device_ca_file is not set: the MachineInfo of devices enrolling through ADE is checked for its \
+             signature only, not for its chain to Apple's device CA"
+        );
+        return Ok(Vec::new());
+    };
+    let invalid = |why: String| StartError::Config(crate::config::ConfigError::Invalid(why));
+    let pem = std::fs::read(path)
+        .map_err(|e| invalid(format!("cannot read apple.device_ca_file {}: {e}", path.display())))?;
+    let roots = openssl::x509::X509::stack_from_pem(&pem).map_err(|_| {
+        invalid(format!(
+            "apple.device_ca_file {} holds no readable PEM certificate",
+            path.display()
+        ))
+    })?;
+    if roots.is_empty() {
+        return Err(invalid(format!(
+            "apple.device_ca_file {} holds no certificate",
+            path.display()
+        )));
+    }
+    Ok(roots)
 }
 
 /// Writes an admin key to `<data-dir>/admin-api-key`, readable by its owner only.

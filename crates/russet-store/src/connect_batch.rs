@@ -197,6 +197,17 @@ impl Writer {
                     let now = crate::from_millis(job.at)?;
                     write_inventory(tx, &job.enrollment_id, json, fields, now).await?;
                 }
+                if job.status == "Acknowledged" && request_type.as_deref() == Some("DeviceConfigured") {
+                    // Setup Assistant goes on: the device no longer awaits configuration.
+                    sqlx::query(
+                        "UPDATE mdm_enrollments SET configured_at = $1, awaiting_configuration = 0, \
+                           configured_by = COALESCE(configured_by, 'DeviceConfigured') WHERE id = $2",
+                    )
+                    .bind(job.at)
+                    .bind(&job.enrollment_id)
+                    .execute(&mut **tx)
+                    .await?;
+                }
                 closed_request_type = request_type.map(|t| t.to_string());
             }
         }

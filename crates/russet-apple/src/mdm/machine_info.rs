@@ -94,11 +94,7 @@ pub fn decode_device_info_header(value: &str) -> Result<Vec<u8>, MachineInfoErro
 
 /// Checks a MachineInfo's signature (and, with `roots`, the signer's chain at `now`) and
 /// reads it.
-pub fn verify_machine_info(
-    der: &[u8],
-    roots: &[X509],
-    now: OffsetDateTime,
-) -> Result<MachineInfo, MachineInfoError> {
+pub fn verify_machine_info(der: &[u8], roots: &[X509], now: OffsetDateTime) -> Result<MachineInfo, MachineInfoError> {
     if der.is_empty() {
         return Err(MachineInfoError::Empty);
     }
@@ -139,7 +135,8 @@ pub fn verify_machine_info(
 }
 
 fn parse_plist(content: &[u8]) -> Result<MachineInfo, MachineInfoError> {
-    let value = Value::from_reader(std::io::Cursor::new(content)).map_err(|e| MachineInfoError::NotPlist(e.to_string()))?;
+    let value =
+        Value::from_reader(std::io::Cursor::new(content)).map_err(|e| MachineInfoError::NotPlist(e.to_string()))?;
     let dict = value
         .as_dictionary()
         .ok_or_else(|| MachineInfoError::NotPlist("its top level is not a dictionary".into()))?;
@@ -200,13 +197,20 @@ mod tests {
         let mut b = X509Builder::new().unwrap();
         b.set_version(2).unwrap();
         b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(issuer.map_or(&name, |(c, _)| c.subject_name())).unwrap();
+        b.set_issuer_name(issuer.map_or(&name, |(c, _)| c.subject_name()))
+            .unwrap();
         b.set_pubkey(key).unwrap();
         b.set_not_before(&Asn1Time::from_unix(1_600_000_000).unwrap()).unwrap();
         b.set_not_after(&Asn1Time::from_unix(2_500_000_000).unwrap()).unwrap();
         if ca {
-            b.append_extension(openssl::x509::extension::BasicConstraints::new().critical().ca().build().unwrap())
-                .unwrap();
+            b.append_extension(
+                openssl::x509::extension::BasicConstraints::new()
+                    .critical()
+                    .ca()
+                    .build()
+                    .unwrap(),
+            )
+            .unwrap();
         }
         b.sign(issuer.map_or(key, |(_, k)| k), MessageDigest::sha256()).unwrap();
         b.build()
@@ -287,7 +291,10 @@ mod tests {
     fn bad_machine_infos_are_refused_with_the_reason() {
         let k = key();
         let c = cert("device", None, &k, false);
-        assert!(matches!(verify_machine_info(&[], &[], now()), Err(MachineInfoError::Empty)));
+        assert!(matches!(
+            verify_machine_info(&[], &[], now()),
+            Err(MachineInfoError::Empty)
+        ));
         assert!(matches!(
             verify_machine_info(&vec![0x30; MAX_MACHINE_INFO + 1], &[], now()),
             Err(MachineInfoError::TooLarge(_))
@@ -297,7 +304,10 @@ mod tests {
             Err(MachineInfoError::NotCms(_))
         ));
         // A changed byte of the content breaks the signature.
-        let body = plist(&[("UDID", Value::String("U".into())), ("SERIAL", Value::String("S".into()))]);
+        let body = plist(&[
+            ("UDID", Value::String("U".into())),
+            ("SERIAL", Value::String("S".into())),
+        ]);
         let mut der = sign(&body, &c, &k);
         let at = der.windows(6).position(|w| w == b"SERIAL").unwrap();
         der[at] = b'Z';

@@ -145,3 +145,18 @@ pub async fn enrollment(
 ) -> Result<Json<Enrollment>, ApiError> {
     Ok(Json(state.core.enrollment_get(&id).await?))
 }
+
+#[utoipa::path(post, path = "/api/v1/enrollments/{id}/release", tag = "enrollment",
+    params(("id" = String, Path, description = "Enrollment id (UDID for a device)")),
+    responses((status = 200, body = Enrollment, description = "DeviceConfigured queued and pushed"),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "Not awaiting configuration")),
+    security(("admin_key" = [])))]
+/// Releases a device held in Setup Assistant (awaiting configuration): DeviceConfigured is
+/// queued and pushed.
+pub async fn release(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Enrollment>, ApiError> {
+    Ok(Json(state.core.enrollment_release(&actor, &id).await?))
+}

@@ -36,7 +36,7 @@ pub const JSON_BODY_LIMIT: usize = 64 * 1024;
         jobs::list, jobs::show,
         audit::list,
         push_cert::show, push_cert::new_csr, push_cert::pending_csr, push_cert::upload,
-        mdm::create_link, mdm::list_links, mdm::revoke_link, mdm::enqueue, mdm::command, mdm::enrollments, mdm::enrollment,
+        mdm::create_link, mdm::list_links, mdm::revoke_link, mdm::enqueue, mdm::command, mdm::enrollments, mdm::enrollment, mdm::release,
         users::create, users::list, users::show, users::update, users::delete, users::set_password, users::unlock,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
@@ -149,6 +149,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/commands/{uuid}", get(mdm::command))
         .route("/enrollments", get(mdm::enrollments))
         .route("/enrollments/{id}", get(mdm::enrollment))
+        .route("/enrollments/{id}/release", post(mdm::release))
         .route("/users", get(users::list).post(users::create))
         .route(
             "/users/{id}",

@@ -54,6 +54,8 @@ pub async fn start_with(test: &str, more: impl Fn(&mut russet_server::config::Co
                 c.mdm.organization = "Example Org".into();
                 // Debian's scepclient 2.1 only speaks single DES.
                 c.mdm.scep_allow_single_des = true;
+                // applesim's device CA, for tests that set apple.device_ca_file to it.
+                std::fs::write(dir.join("device-ca.pem"), sim.device_ca_root_pem()).unwrap();
                 let ca = dir.join("apns-ca.pem");
                 std::fs::write(&ca, sim.apns_ca_pem()).unwrap();
                 c.apple.apns_url = run.apns_url.clone();
