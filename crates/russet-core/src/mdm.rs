@@ -338,11 +338,12 @@ impl Core {
         Ok(())
     }
 
-    /// What a device gets when it has just enrolled: its first inventory; for an Automated
-    /// Device Enrollment, its name from the profile's template; and, when it waits in Setup
-    /// Assistant and its profile asks for it, DeviceConfigured after the rest.
+    /// What a device gets when it has just enrolled: for an Automated Device Enrollment, its
+    /// name from the profile's template (first, so that the inventory shows it); its first
+    /// inventory; and, when it waits in Setup Assistant and its profile asks for it,
+    /// DeviceConfigured after the rest.
     async fn queue_initial_commands(&self, id: &str, awaiting_configuration: bool) -> Result<(), CoreError> {
-        let mut commands = vec![json!({ "request_type": "DeviceInformation" })];
+        let mut commands = Vec::new();
         let mut why = "newly enrolled".to_string();
         let enrollment = self.store.mdm_enrollment_get(id).await?;
         let ade = enrollment
@@ -365,9 +366,13 @@ impl Core {
                 commands.push(json!({ "request_type": "Settings",
                     "settings": [{ "item": "DeviceName", "device_name": name }] }));
             }
+            commands.push(json!({ "request_type": "DeviceInformation" }));
             if awaiting_configuration && settings.as_ref().is_none_or(|s| s.await_device_configured) {
                 commands.push(json!({ "request_type": "DeviceConfigured" }));
             }
+        }
+        if commands.is_empty() {
+            commands.push(json!({ "request_type": "DeviceInformation" }));
         }
         self.queue_system_commands(id, &commands, &why).await
     }

@@ -147,6 +147,16 @@ async fn run(s: &TestServer) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(named, "{} is named {:?}, not {want:?}", o.serial(), device.name());
+        // Renamed before its first inventory, so Russet shows the new name.
+        let mut shown = Value::Null;
+        for _ in 0..200 {
+            shown = enrollment(s, &udid).await["device_name"].clone();
+            if shown == want.as_str() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(shown, want.as_str());
         // Not held in Setup Assistant: nothing to release.
         let r = s
             .json(

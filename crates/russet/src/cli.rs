@@ -211,6 +211,14 @@ pub enum EnrollmentCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Let a device held in Setup Assistant (awaiting configuration) go on: DeviceConfigured
+    /// is queued and pushed.
+    Release {
+        /// Enrollment id (the UDID for a device).
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -194,6 +194,17 @@ pub async fn run_enrollments(cmd: EnrollmentCommand) -> Result<()> {
             println!("{table}");
             Ok(())
         }
+        EnrollmentCommand::Release { id, client } => {
+            let c = Client::new(&client)?;
+            let e: Value = c
+                .json(c.request(Method::POST, &format!("/api/v1/enrollments/{id}/release")))
+                .await?;
+            if client.json {
+                return print_json(&e);
+            }
+            println!("DeviceConfigured queued for {id}; the device leaves Setup Assistant at its next check-in.");
+            Ok(())
+        }
         EnrollmentCommand::Show { id, client } => {
             let c = Client::new(&client)?;
             let e: Value = c
@@ -219,6 +230,10 @@ pub async fn run_enrollments(cmd: EnrollmentCommand) -> Result<()> {
                 ("last_seen_at", "last seen"),
                 ("last_push_at", "last push"),
                 ("checked_out_at", "checked out"),
+                ("awaiting_configuration", "in Setup Assistant"),
+                ("configured_at", "configured"),
+                ("configured_by", "released by"),
+                ("setup_stuck", "stuck in setup"),
             ] {
                 let v = &e[k];
                 table.add_row(vec![
@@ -226,7 +241,26 @@ pub async fn run_enrollments(cmd: EnrollmentCommand) -> Result<()> {
                     if k.ends_with("_at") { date(v) } else { text(v) },
                 ]);
             }
+            let ade = &e["ade"];
+            if !ade.is_null() {
+                for (k, label) in [
+                    ("serial_number", "ADE device"),
+                    ("token_id", "ADE token"),
+                    ("profile_id", "ADE profile"),
+                    ("user", "signed-in user"),
+                    ("supervised", "supervised"),
+                    ("locked_enrollment", "locked enrollment"),
+                ] {
+                    table.add_row(vec![label.to_string(), text(&ade[k])]);
+                }
+            }
             println!("{table}");
+            if e["setup_stuck"] == true {
+                println!(
+                    "This device has waited in Setup Assistant for more than the configured time: look at its pending \
+                     commands, or let it go on with `russet enrollment release {id}`."
+                );
+            }
             Ok(())
         }
     }
