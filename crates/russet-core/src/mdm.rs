@@ -302,11 +302,14 @@ impl Core {
         }
     }
 
-    /// Queues `commands` (typed JSON) for one enrollment, in order, and pushes it once.
-    async fn queue_system_commands(
+    /// Queues `commands` (typed JSON) for one enrollment, in order, on behalf of `actor`
+    /// with one audit entry each (`action`, `why`), and pushes it once.
+    async fn queue_commands_for(
         &self,
+        actor: &Actor,
         id: &str,
         commands: &[serde_json::Value],
+        action: &str,
         why: &str,
     ) -> Result<(), CoreError> {
         let now = self.clock.now();
@@ -320,17 +323,19 @@ impl Core {
                         uuid: &cmd.command_uuid,
                         request_type: &cmd.request_type,
                         body: &cmd.plist,
-                        created_by: "system",
+                        created_by: &actor.label,
                     },
                     &[id.to_string()],
                     now,
                     NewAuditEntry::new(
                         now,
-                        &Actor::system(),
-                        "command.enqueue",
-                        "command",
-                        format!("queued {} for {id}: {why}", cmd.request_type),
-                    ),
+                        actor,
+                        action,
+                        "enrollment",
+                        format!("{} for {id}: {why}", cmd.request_type),
+                    )
+                    .target(id)
+                    .details(json!({ "command_uuid": cmd.command_uuid })),
                 )
                 .await?;
         }
@@ -374,7 +379,8 @@ impl Core {
         if commands.is_empty() {
             commands.push(json!({ "request_type": "DeviceInformation" }));
         }
-        self.queue_system_commands(id, &commands, &why).await
+        self.queue_commands_for(&Actor::system(), id, &commands, "command.enqueue", &why)
+            .await
     }
 
     /// Releases a device held in Setup Assistant (awaiting configuration): queues
@@ -391,31 +397,14 @@ impl Core {
                 format!("{id} is not waiting in Setup Assistant: there is nothing to release"),
             ));
         }
-        let now = self.clock.now();
-        let cmd = CommandRequest::DeviceConfigured {}
-            .build(&new_uuid()?)
-            .map_err(|e| mdm_invalid(&e))?;
-        self.store
-            .mdm_enqueue(
-                &NewCommand {
-                    uuid: &cmd.command_uuid,
-                    request_type: &cmd.request_type,
-                    body: &cmd.plist,
-                    created_by: &actor.label,
-                },
-                &[id.to_string()],
-                now,
-                NewAuditEntry::new(
-                    now,
-                    actor,
-                    "enrollment.release",
-                    "enrollment",
-                    format!("released {id} from Setup Assistant (DeviceConfigured queued)"),
-                )
-                .target(id),
-            )
-            .await?;
-        self.push_in_background(vec![id.to_string()]);
+        self.queue_commands_for(
+            actor,
+            id,
+            &[json!({ "request_type": "DeviceConfigured" })],
+            "enrollment.release",
+            "released from Setup Assistant",
+        )
+        .await?;
         self.enrollment_get(id).await
     }
 

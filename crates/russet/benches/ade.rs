@@ -57,42 +57,7 @@ async fn run(label: &str, db: TestDb, n: usize, keys: usize, concurrency: usize)
     .await;
 
     // The token, its sync, a profile awaiting configuration assigned to every device.
-    let token = russet
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/ade-tokens",
-            Some(json!({ "name": "Bench" })),
-        )
-        .await;
-    let id = token["id"].as_i64().expect("id");
-    let pem = russet
-        .http
-        .get(format!("{}/api/v1/ade-tokens/{id}/public-key", russet.url))
-        .bearer_auth(&russet.key)
-        .send()
-        .await
-        .expect("public key")
-        .text()
-        .await
-        .expect("pem");
-    sim.upload_public_key(server, &pem).expect("upload key");
-    let p7m = sim.download_token(server).expect("token");
-    let resp = russet
-        .http
-        .put(format!(
-            "{}/api/v1/ade-tokens/{id}/server-token?apple_id=bench@example.com",
-            russet.url
-        ))
-        .bearer_auth(&russet.key)
-        .body(p7m)
-        .send()
-        .await
-        .expect("upload");
-    assert!(
-        resp.status().is_success(),
-        "upload: {}",
-        resp.text().await.unwrap_or_default()
-    );
+    let id = russet.connect_ade_token(&sim, server).await;
     let job = russet
         .call(
             reqwest::Method::POST,

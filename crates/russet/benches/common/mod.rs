@@ -139,6 +139,48 @@ impl Russet {
     /// Starts `russet serve` pushing to applesim's APNs at `apns_url`, with a vendor identity
     /// applesim issued and a push certificate from applesim's portal (requested by Russet,
     /// uploaded back): an MDM server ready for devices. Returns it with the push topic.
+    /// The real path for an ADE token: create it, upload its public key to applesim's MDM
+    /// server, download the server token there and upload it. Returns the token's id.
+    pub async fn connect_ade_token(&self, sim: &applesim::AppleSim, server: applesim::ServerId) -> i64 {
+        let token = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/ade-tokens",
+                Some(serde_json::json!({ "name": "Bench" })),
+            )
+            .await;
+        let id = token["id"].as_i64().expect("id");
+        let pem = self
+            .http
+            .get(format!("{}/api/v1/ade-tokens/{id}/public-key", self.url))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .expect("public key")
+            .text()
+            .await
+            .expect("pem");
+        sim.upload_public_key(server, &pem).expect("upload key");
+        let p7m = sim.download_token(server).expect("token");
+        let resp = self
+            .http
+            .put(format!(
+                "{}/api/v1/ade-tokens/{id}/server-token?apple_id=bench@example.com",
+                self.url
+            ))
+            .bearer_auth(&self.key)
+            .body(p7m)
+            .send()
+            .await
+            .expect("upload");
+        assert!(
+            resp.status().is_success(),
+            "upload: {}",
+            resp.text().await.unwrap_or_default()
+        );
+        id
+    }
+
     pub async fn start_with_push_cert(
         db: &TestDb,
         sim: &applesim::AppleSim,
