@@ -23,6 +23,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (SQLite in ./russet-data unless configured otherwise).
     Serve(ServeArgs),
+    /// The whole product with no Apple account: Russet on SQLite in a temporary directory,
+    /// with applesim playing Apple, walking through ADE from token to managed devices.
+    Demo(DemoArgs),
     /// Manage the admin API key.
     #[command(subcommand)]
     AdminKey(AdminKeyCommand),
@@ -620,4 +623,23 @@ pub enum DeviceCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Devices bought in the simulated ABM and synced.
+    #[arg(long, default_value_t = 1000)]
+    pub devices: usize,
+    /// How many of them are switched on and enroll through Setup Assistant.
+    #[arg(long, default_value_t = 50)]
+    pub activate: usize,
+    /// Where Russet listens.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+    /// Keep Russet's data here instead of a temporary directory removed at the end.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Run the story, check it, stop and exit (non-zero if a check failed): for CI.
+    #[arg(long)]
+    pub non_interactive: bool,
 }

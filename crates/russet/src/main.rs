@@ -5,6 +5,7 @@
 mod ade_token;
 mod cli;
 mod client;
+mod demo;
 mod device;
 mod mdm;
 mod output;
@@ -50,6 +51,14 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve_command(args).await,
+        Command::Demo(args) => {
+            let config = Config::default();
+            init_logging(&Config {
+                log_level: std::env::var("RUSSET_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
+                ..config
+            })?;
+            demo::run(args).await
+        }
         Command::AdminKey(AdminKeyCommand::Rotate { local, print }) => rotate(local, print).await,
         Command::AdeToken(cmd) => ade_token::run(cmd).await,
         Command::PushCert(cmd) => push_cert::run(cmd).await,
