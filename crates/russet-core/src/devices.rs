@@ -150,6 +150,9 @@ pub struct DeviceDetail {
     pub device: Device,
     /// Newest first (at most 100).
     pub assignment_history: Vec<HistoryEntry>,
+    /// The device's MDM enrollment (the channel it enrolled with through ADE, or else any
+    /// enrollment with its serial number): UDID, OS, last check-in, user, Setup Assistant.
+    pub enrollment: Option<crate::mdm::Enrollment>,
 }
 
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -215,9 +218,16 @@ impl Core {
             .await?
             .ok_or_else(|| not_found(&serial))?;
         let history = self.store.device_assignment_history(&serial, 100).await?;
+        let enrollments = self.enrollment_list(None, 10, Some(&serial)).await?;
+        let enrollment = enrollments
+            .iter()
+            .find(|e| e.ade.as_ref().is_some_and(|a| a.serial_number == serial))
+            .or_else(|| enrollments.iter().find(|e| e.kind == "device"))
+            .cloned();
         Ok(DeviceDetail {
             device: record.into(),
             assignment_history: history.into_iter().map(Into::into).collect(),
+            enrollment,
         })
     }
 

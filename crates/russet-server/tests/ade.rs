@@ -191,6 +191,23 @@ async fn run(s: &TestServer) {
     assert!(matches!(conf, Configured::At(_)), "{conf:?}");
     let e = configured(s, &udid).await;
     assert_eq!(e["ade"]["user"], "ava");
+    // The ABM device record shows its MDM enrollment: one device for the administrator.
+    let d = s
+        .json(
+            s.req(Method::GET, &format!("/api/v1/devices/{}", serials[3])),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(d["enrollment"]["udid"], udid.as_str(), "{d:#}");
+    assert_eq!(d["enrollment"]["ade"]["user"], "ava");
+    assert_eq!(d["device"]["assignment"]["profile_id"], affinity);
+    let d = s
+        .json(
+            s.req(Method::GET, &format!("/api/v1/devices/{}", serials[7])),
+            StatusCode::OK,
+        )
+        .await;
+    assert!(d["enrollment"].is_null(), "never activated: {d:#}");
     assert_eq!(e["ade"]["profile_id"], affinity);
     assert_eq!(e["awaiting_configuration"], false);
     assert_eq!(e["configured_by"], "DeviceConfigured");

@@ -684,7 +684,7 @@ impl Store {
         serial: Option<&str>,
     ) -> Result<Vec<EnrollmentRecord>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{ENROLLMENT_SELECT} WHERE ($1 IS NULL OR e.id > $1) AND ($2 IS NULL OR e.serial_number = $2) \
+            "{ENROLLMENT_SELECT} WHERE ($1 IS NULL OR e.id > $1) AND ($2 IS NULL OR e.serial_number = $2 OR e.ade_serial = $2) \
              ORDER BY e.id LIMIT $3"
         )))
         .bind(after)

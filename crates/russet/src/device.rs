@@ -152,6 +152,27 @@ pub async fn run(cmd: DeviceCommand) -> Result<()> {
                 t.add_row(vec![label.to_string(), v]);
             }
             println!("{t}");
+            let e = &detail["enrollment"];
+            if e.is_null() {
+                println!("\nNot enrolled in Russet's MDM.");
+            } else {
+                let mut m = key_value_table();
+                for (label, v) in [
+                    ("UDID", text(&e["udid"])),
+                    ("name", text(&e["device_name"])),
+                    ("OS", text(&e["os_version"])),
+                    ("enabled", text(&e["enabled"])),
+                    ("enrolled", date(&e["enrolled_at"])),
+                    ("last check-in", date(&e["last_seen_at"])),
+                    ("signed-in user", text(&e["ade"]["user"])),
+                    ("in Setup Assistant", text(&e["awaiting_configuration"])),
+                    ("stuck in setup", text(&e["setup_stuck"])),
+                    ("pending commands", text(&e["pending_commands"])),
+                ] {
+                    m.add_row(vec![label.to_string(), v]);
+                }
+                println!("\nMDM enrollment:\n{m}");
+            }
             let history = detail["assignment_history"].as_array().cloned().unwrap_or_default();
             if !history.is_empty() {
                 let mut h = new_table(&["WHEN", "PROFILE", "RESULT", "RETRY AT"]);
