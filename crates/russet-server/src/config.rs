@@ -154,6 +154,13 @@ pub const KEYS: &[KeySpec] = &[
                RA) or \"rsa-3072\" (for SCEP clients that encrypt to the CA itself); an existing CA is kept",
     },
     KeySpec {
+        path: "mdm.setup_stuck_minutes",
+        kind: ValueKind::Int,
+        default: "60",
+        help: "a device still waiting in Setup Assistant (awaiting configuration) this long after it enrolled is \
+               shown as stuck (1-10080)",
+    },
+    KeySpec {
         path: "mdm.scep_allow_single_des",
         kind: ValueKind::Bool,
         default: "false",
@@ -286,6 +293,7 @@ pub struct MdmConfig {
     pub vendor_chain_file: Option<PathBuf>,
     pub identity_lifetime_days: u32,
     pub ca_key_type: String,
+    pub setup_stuck_minutes: u32,
     pub scep_allow_single_des: bool,
     pub profile_signing_certificate_file: Option<PathBuf>,
     pub profile_signing_key_file: Option<PathBuf>,
@@ -302,6 +310,7 @@ impl Default for MdmConfig {
             vendor_chain_file: None,
             identity_lifetime_days: 365,
             ca_key_type: "ec-p256".into(),
+            setup_stuck_minutes: 60,
             scep_allow_single_des: false,
             profile_signing_certificate_file: None,
             profile_signing_key_file: None,
@@ -619,6 +628,7 @@ impl Config {
             ("sync.batch_devices", self.sync.batch_devices, 1, 100_000),
             ("sync.assign_concurrency", self.sync.assign_concurrency, 1, 16),
             ("mdm.identity_lifetime_days", self.mdm.identity_lifetime_days, 1, 825),
+            ("mdm.setup_stuck_minutes", self.mdm.setup_stuck_minutes, 1, 10_080),
             ("users.lockout_attempts", self.users.lockout_attempts, 1, 100),
             ("users.lockout_minutes", self.users.lockout_minutes, 1, 1440),
         ];

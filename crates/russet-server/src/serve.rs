@@ -220,6 +220,7 @@ pub fn settings(config: &Config) -> Result<Settings, StartError> {
         profile_signer,
         profile_anchor_certs,
         device_ca_roots: device_ca_roots(config)?,
+        configuration_stuck_after: time::Duration::minutes(i64::from(config.mdm.setup_stuck_minutes)),
         user_lockout_attempts: config.users.lockout_attempts,
         user_lockout_duration: time::Duration::minutes(i64::from(config.users.lockout_minutes)),
         ..Settings::default()

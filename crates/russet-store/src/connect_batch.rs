@@ -197,6 +197,23 @@ impl Writer {
                     let now = crate::from_millis(job.at)?;
                     write_inventory(tx, &job.enrollment_id, json, fields, now).await?;
                 }
+                if job.status == "Error" {
+                    // A device waiting in Setup Assistant stays there when one of its first
+                    // commands fails: the DeviceConfigured Russet queued is withdrawn, so the
+                    // device shows as stuck and an administrator decides (release).
+                    sqlx::query(
+                        "UPDATE mdm_queue SET active = 0, status = 'Cancelled', answered_at = $1 \
+                         WHERE enrollment_id = $2 AND active = 1 AND command_uuid IN \
+                           (SELECT uuid FROM mdm_commands WHERE request_type = 'DeviceConfigured' \
+                              AND created_by = 'system') \
+                           AND EXISTS (SELECT 1 FROM mdm_enrollments \
+                              WHERE id = $2 AND awaiting_configuration = 1 AND configured_at IS NULL)",
+                    )
+                    .bind(job.at)
+                    .bind(&job.enrollment_id)
+                    .execute(&mut **tx)
+                    .await?;
+                }
                 if job.status == "Acknowledged" && request_type.as_deref() == Some("DeviceConfigured") {
                     // Setup Assistant goes on: the device no longer awaits configuration.
                     sqlx::query(

@@ -535,3 +535,58 @@ async fn the_scep_ra_is_replaced_once() {
         assert!(!sealed.windows(8).any(|w| w == b"RA KEY 2"), "the RA key is sealed");
     }
 }
+
+/// A device waiting in Setup Assistant: DeviceConfigured (queued by the system) goes after the
+/// first commands; acknowledged, it marks the device configured. If one of the first commands
+/// fails, the DeviceConfigured is withdrawn so the device stays (and shows as stuck).
+#[tokio::test]
+async fn device_configured_follows_the_first_commands_or_is_withdrawn_on_error() {
+    for db in TestDb::all("store::device_configured").await {
+        let store = open(&db).await;
+        for udid in ["OK-1", "ERR-1"] {
+            store.mdm_authenticate(&authenticate(udid), NOW).await.unwrap();
+            let mut t = token_update(udid);
+            t.awaiting_configuration = true;
+            store.mdm_token_update(&t, NOW).await.unwrap();
+        }
+        for (uuid, request_type) in [("SETTINGS", "Settings"), ("CONFIGURED", "DeviceConfigured")] {
+            store
+                .mdm_enqueue(
+                    &NewCommand {
+                        uuid,
+                        request_type,
+                        body: format!("<plist>{uuid}</plist>").as_bytes(),
+                        created_by: "system",
+                    },
+                    &["OK-1".to_string(), "ERR-1".to_string()],
+                    NOW,
+                    audit(),
+                )
+                .await
+                .unwrap();
+        }
+
+        // Acknowledged first command, then DeviceConfigured: configured.
+        assert_eq!(connect(&store, "OK-1", "Idle", None).await.as_deref(), Some("SETTINGS"));
+        assert_eq!(
+            connect(&store, "OK-1", "Acknowledged", Some("SETTINGS"))
+                .await
+                .as_deref(),
+            Some("CONFIGURED")
+        );
+        assert_eq!(connect(&store, "OK-1", "Acknowledged", Some("CONFIGURED")).await, None);
+        let e = store.mdm_enrollment_get("OK-1").await.unwrap().unwrap();
+        assert!(!e.awaiting_configuration && e.configured_at.is_some());
+        assert_eq!(e.configured_by.as_deref(), Some("DeviceConfigured"));
+
+        // The first command fails: nothing more is sent, the device still waits.
+        assert_eq!(
+            connect(&store, "ERR-1", "Idle", None).await.as_deref(),
+            Some("SETTINGS")
+        );
+        assert_eq!(connect(&store, "ERR-1", "Error", Some("SETTINGS")).await, None);
+        let e = store.mdm_enrollment_get("ERR-1").await.unwrap().unwrap();
+        assert!(e.awaiting_configuration && e.configured_at.is_none());
+        assert_eq!(e.pending_commands, 0);
+    }
+}
