@@ -372,6 +372,11 @@ impl Core {
                     "settings": [{ "item": "DeviceName", "device_name": name }] }));
             }
             commands.push(json!({ "request_type": "DeviceInformation" }));
+            if awaiting_configuration {
+                for payload in settings.iter().flat_map(|s| s.install_profiles.iter()) {
+                    commands.push(json!({ "request_type": "InstallProfile", "payload": payload }));
+                }
+            }
             if awaiting_configuration && settings.as_ref().is_none_or(|s| s.await_device_configured) {
                 commands.push(json!({ "request_type": "DeviceConfigured" }));
             }

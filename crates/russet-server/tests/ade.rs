@@ -11,12 +11,31 @@ use applesim::devices::{
     ActivationOptions, ActivationOutcome, ActivationStep, Configured, Credentials, Fleet, FleetOptions, SignIn,
 };
 use applesim::{DeviceFamily, DeviceSpec};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use common::mdm::*;
 use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery";
+
+const WIFI: &[u8] = br#"<?xml version="1.0" encoding="UTF-8"?>
+<plist version="1.0"><dict>
+<key>PayloadType</key><string>Configuration</string>
+<key>PayloadVersion</key><integer>1</integer>
+<key>PayloadIdentifier</key><string>com.example.staff.wifi</string>
+<key>PayloadUUID</key><string>7D0C2A52-1B9E-4F4D-9D55-5C1B8E2A7F10</string>
+<key>PayloadDisplayName</key><string>Staff Wi-Fi</string>
+<key>PayloadContent</key><array><dict>
+<key>PayloadType</key><string>com.apple.wifi.managed</string>
+<key>PayloadVersion</key><integer>1</integer>
+<key>PayloadIdentifier</key><string>com.example.staff.wifi.1</string>
+<key>PayloadUUID</key><string>3E5B1C0A-8D2F-4A6B-9C7E-1F0D2E3A4B5C</string>
+<key>SSID_STR</key><string>Staff</string>
+<key>EncryptionType</key><string>WPA2</string>
+</dict></array>
+</dict></plist>"#;
 
 async fn enrollment(s: &TestServer, udid: &str) -> Value {
     s.json(
@@ -93,10 +112,37 @@ async fn run(s: &TestServer) {
                 "device_name_template": "{{DEVICETYPE}}-{{SERIAL}}" }),
     )
     .await;
+    // Profiles to install during Setup Assistant are checked: a whole .mobileconfig.
+    for (bad, why) in [
+        ("not base64!", "not base64"),
+        (
+            STANDARD.encode(b"<plist><string>x</string></plist>").leak() as &str,
+            "not a dictionary",
+        ),
+        (
+            STANDARD
+                .encode(b"<plist><dict><key>PayloadType</key><string>com.apple.wifi.managed</string></dict></plist>")
+                .leak(),
+            "not Configuration",
+        ),
+    ] {
+        let r = s
+            .json(
+                s.req(Method::POST, &format!("/api/v1/ade-tokens/{token}/profiles"))
+                    .json(&json!({ "name": "Bad", "install_profiles": [bad] })),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await;
+        let field = r["error"]["details"]["fields"]["install_profiles"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(field.contains(why), "{why}: {r}");
+    }
     let affinity = profile(
         s,
         token,
-        json!({ "name": "Staff", "user_affinity": true, "await_device_configured": true }),
+        json!({ "name": "Staff", "user_affinity": true, "await_device_configured": true,
+                "install_profiles": [STANDARD.encode(WIFI)] }),
     )
     .await;
     assign(s, plain, &serials[0..3]).await;
@@ -191,6 +237,22 @@ async fn run(s: &TestServer) {
     assert!(matches!(conf, Configured::At(_)), "{conf:?}");
     let e = configured(s, &udid).await;
     assert_eq!(e["ade"]["user"], "ava");
+    // The profile to install came before DeviceConfigured.
+    let device = fleet.device_by_serial(&serials[3]).unwrap();
+    assert!(
+        device
+            .profiles()
+            .iter()
+            .any(|p| p.identifier == "com.example.staff.wifi")
+    );
+    let order: Vec<String> = device.commands().iter().map(|c| c.request_type.clone()).collect();
+    let at = |t: &str| {
+        order
+            .iter()
+            .position(|r| r == t)
+            .unwrap_or_else(|| panic!("no {t} in {order:?}"))
+    };
+    assert!(at("InstallProfile") < at("DeviceConfigured"), "{order:?}");
     // The ABM device record shows its MDM enrollment: one device for the administrator.
     let d = s
         .json(

@@ -490,6 +490,10 @@ pub struct ProfileFlags {
     pub device_name_template: Option<String>,
     #[arg(long, value_name = "BOOL")]
     pub auto_advance_setup: Option<bool>,
+    /// A configuration profile (.mobileconfig) installed while the device waits in Setup
+    /// Assistant, before DeviceConfigured (repeat for more; with --await-device-configured).
+    #[arg(long = "install-profile", value_name = "FILE")]
+    pub install_profiles: Vec<PathBuf>,
     /// A JSON file of settings (flags given as well override it).
     #[arg(long, value_name = "FILE.json")]
     pub from_json: Option<PathBuf>,

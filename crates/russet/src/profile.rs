@@ -1,6 +1,7 @@
 //! `russet profile …`: ADE enrollment profiles through the admin API.
 
 use anyhow::{Context, Result, bail};
+use base64::Engine as _;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
@@ -76,6 +77,14 @@ fn settings_json(f: &ProfileFlags) -> Result<Map<String, Value>> {
             set(k, json!(pems));
         }
     }
+    if !f.install_profiles.is_empty() {
+        let mut profiles = Vec::new();
+        for file in &f.install_profiles {
+            let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+            profiles.push(base64::engine::general_purpose::STANDARD.encode(bytes));
+        }
+        set("install_profiles", json!(profiles));
+    }
     Ok(m)
 }
 
@@ -93,6 +102,10 @@ fn print_profile(p: &Value) {
         ("user affinity", text(&s["user_affinity"])),
         ("supervised", text(&s["supervised"])),
         ("locked enrollment", text(&s["locked_enrollment"])),
+        (
+            "installed in Setup Assistant",
+            format!("{} profile(s)", s["install_profiles"].as_array().map_or(0, Vec::len)),
+        ),
         ("await configuration", text(&s["await_device_configured"])),
         ("pairing", text(&s["pairing"])),
         ("department", text(&s["department"])),

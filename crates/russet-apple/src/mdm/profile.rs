@@ -347,3 +347,31 @@ mod tests {
         assert!(matches!(&a[19..20], "8" | "9" | "A" | "B"), "{a}");
     }
 }
+
+/// Checks that `bytes` are a whole configuration profile (`.mobileconfig`), unsigned or
+/// CMS-signed around one: a dictionary whose `PayloadType` is `Configuration` with a
+/// `PayloadIdentifier`. The error says what is wrong, for an administrator.
+pub fn check_configuration_profile(bytes: &[u8]) -> Result<(), String> {
+    let plist = if bytes.first() == Some(&0x30) {
+        unsign_profile(bytes)
+            .map_err(|e| format!("a signed profile whose signature cannot be read ({e})"))?
+            .0
+    } else {
+        bytes.to_vec()
+    };
+    let value = Value::from_reader(std::io::Cursor::new(&plist)).map_err(|e| format!("not a plist ({e})"))?;
+    let dict = value
+        .as_dictionary()
+        .ok_or_else(|| "its top level is not a dictionary".to_string())?;
+    if dict.get("PayloadType").and_then(Value::as_string) != Some("Configuration") {
+        return Err("its PayloadType is not Configuration: give a whole .mobileconfig".into());
+    }
+    if dict
+        .get("PayloadIdentifier")
+        .and_then(Value::as_string)
+        .is_none_or(|s| s.trim().is_empty())
+    {
+        return Err("it has no PayloadIdentifier".into());
+    }
+    Ok(())
+}

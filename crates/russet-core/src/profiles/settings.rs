@@ -24,6 +24,9 @@ pub const MAX_DESCRIPTION: usize = 1000;
 pub const MAX_DEVICE_NAME: usize = 63;
 pub const MAX_PAIRING_CERTIFICATES: usize = 10;
 pub const MAX_ANCHOR_CERTIFICATES: usize = 10;
+pub const MAX_INSTALL_PROFILES: usize = 10;
+/// Largest configuration profile installed during Setup Assistant (decoded).
+pub const MAX_INSTALL_PROFILE_BYTES: usize = 512 * 1024;
 /// Placeholders a device name template may use.
 pub const NAME_PLACEHOLDERS: &[&str] = &["{{SERIAL}}", "{{DEVICETYPE}}"];
 
@@ -93,6 +96,11 @@ pub struct ProfileSettings {
     /// tvOS and macOS 11+: go through Setup Assistant without user input.
     #[serde(default)]
     pub auto_advance_setup: bool,
+    /// Configuration profiles (`.mobileconfig`, signed or not, base64) installed while the
+    /// device waits in Setup Assistant, before DeviceConfigured; at most 10. Russet only: not
+    /// sent to Apple.
+    #[serde(default)]
+    pub install_profiles: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -284,6 +292,22 @@ impl ProfileSettings {
                 out.anchor_certificates = converted;
             }
         }
+        if self.install_profiles.len() > MAX_INSTALL_PROFILES {
+            errors.insert(
+                "install_profiles",
+                format!(
+                    "{} profiles given; at most {MAX_INSTALL_PROFILES} are installed during Setup Assistant",
+                    self.install_profiles.len()
+                ),
+            );
+        } else {
+            for (i, p) in self.install_profiles.iter().enumerate() {
+                if let Err(why) = check_install_profile(p) {
+                    errors.insert("install_profiles", format!("profile {}: {why}", i + 1));
+                    break;
+                }
+            }
+        }
         let mut keys = Vec::new();
         let mut unknown = Vec::new();
         for pane in &self.skip_setup_panes {
@@ -379,6 +403,21 @@ impl ProfileSettings {
             ..dep::Profile::default()
         }
     }
+}
+
+/// A configuration profile to install: base64 of a `.mobileconfig` whose top level is a
+/// `Configuration` payload with an identifier (unsigned, or CMS-signed around one).
+fn check_install_profile(b64: &str) -> Result<(), String> {
+    let bytes = STANDARD
+        .decode(b64.trim())
+        .map_err(|_| "not base64 (give the .mobileconfig file's bytes in base64)".to_string())?;
+    if bytes.len() > MAX_INSTALL_PROFILE_BYTES {
+        return Err(format!(
+            "{} bytes, more than the {MAX_INSTALL_PROFILE_BYTES} accepted",
+            bytes.len()
+        ));
+    }
+    russet_apple::mdm::profile::check_configuration_profile(&bytes)
 }
 
 /// The settings field an Apple define-profile error code is about.
