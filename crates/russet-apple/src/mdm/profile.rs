@@ -359,7 +359,9 @@ pub fn check_configuration_profile(bytes: &[u8]) -> Result<(), String> {
     } else {
         bytes.to_vec()
     };
-    let value = Value::from_reader(std::io::Cursor::new(&plist)).map_err(|e| format!("not a plist ({e})"))?;
+    let value = Value::from_reader(std::io::Cursor::new(&plist)).map_err(|_| {
+        "not a property list: a .mobileconfig is an XML or binary plist, or one signed with CMS".to_string()
+    })?;
     let dict = value
         .as_dictionary()
         .ok_or_else(|| "its top level is not a dictionary".to_string())?;
