@@ -325,29 +325,6 @@ pub fn unsign_profile(der: &[u8]) -> Result<(Vec<u8>, X509), ProfileError> {
     Ok((content, cert))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uuids_are_version_4_and_fresh() {
-        let (Ok(a), Ok(b)) = (new_uuid(), new_uuid()) else {
-            panic!("no random numbers");
-        };
-        assert_ne!(a, b);
-        let re = |u: &str| {
-            u.len() == 36
-                && u.chars().enumerate().all(|(i, c)| match i {
-                    8 | 13 | 18 | 23 => c == '-',
-                    _ => c.is_ascii_digit() || ('A'..='F').contains(&c),
-                })
-        };
-        assert!(re(&a), "{a}");
-        assert_eq!(&a[14..15], "4");
-        assert!(matches!(&a[19..20], "8" | "9" | "A" | "B"), "{a}");
-    }
-}
-
 /// Checks that `bytes` are a whole configuration profile (`.mobileconfig`), unsigned or
 /// CMS-signed around one: a dictionary whose `PayloadType` is `Configuration` with a
 /// `PayloadIdentifier`. The error says what is wrong, for an administrator.
@@ -376,4 +353,27 @@ pub fn check_configuration_profile(bytes: &[u8]) -> Result<(), String> {
         return Err("it has no PayloadIdentifier".into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_are_version_4_and_fresh() {
+        let (Ok(a), Ok(b)) = (new_uuid(), new_uuid()) else {
+            panic!("no random numbers");
+        };
+        assert_ne!(a, b);
+        let re = |u: &str| {
+            u.len() == 36
+                && u.chars().enumerate().all(|(i, c)| match i {
+                    8 | 13 | 18 | 23 => c == '-',
+                    _ => c.is_ascii_digit() || ('A'..='F').contains(&c),
+                })
+        };
+        assert!(re(&a), "{a}");
+        assert_eq!(&a[14..15], "4");
+        assert!(matches!(&a[19..20], "8" | "9" | "A" | "B"), "{a}");
+    }
 }
