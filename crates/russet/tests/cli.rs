@@ -176,7 +176,12 @@ impl Serve {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let status = self.child.wait().unwrap();
-        let logs = self.logs.try_iter().collect();
+        // The reader thread forwards the last lines after the process exits: read until it
+        // sees the end of the stream (the channel closes), not just what has arrived.
+        let mut logs = Vec::new();
+        while let Ok(line) = self.logs.recv_timeout(std::time::Duration::from_secs(5)) {
+            logs.push(line);
+        }
         (status, logs)
     }
 }
