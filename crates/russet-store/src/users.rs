@@ -13,7 +13,7 @@ use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 
 use crate::audit::{NewAuditEntry, record};
-use crate::{Store, StoreError, from_millis, opt_from_millis, to_millis};
+use crate::{Store, StoreError, WriteTx, from_millis, opt_from_millis, to_millis};
 
 /// Where an account comes from.
 pub const SOURCE_LOCAL: &str = "local";
@@ -106,6 +106,14 @@ fn from_row(r: &AnyRow) -> Result<UserRecord, StoreError> {
     })
 }
 
+/// Ends a change of user `id`: its audit entry, the user as it now is, and the commit.
+async fn commit_audited(mut tx: WriteTx, id: i64, audit: NewAuditEntry) -> Result<UserRecord, StoreError> {
+    record(&mut tx, &audit.target(id)).await?;
+    let user = fetch_in(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
 async fn fetch_in(conn: &mut sqlx::AnyConnection, id: i64) -> Result<UserRecord, StoreError> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = $1")))
         .bind(id)
@@ -138,10 +146,7 @@ impl Store {
         .bind(to_millis(now))
         .fetch_one(&mut *tx)
         .await?;
-        record(&mut tx, &audit.target(id)).await?;
-        let user = fetch_in(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(user)
+        commit_audited(tx, id, audit).await
     }
 
     /// Every user, by username.
@@ -214,10 +219,7 @@ impl Store {
         if n != 1 {
             return Err(StoreError::Concurrent);
         }
-        record(&mut tx, &audit.target(id)).await?;
-        let user = fetch_in(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(user)
+        commit_audited(tx, id, audit).await
     }
 
     /// Replaces a user's password hash, clearing failed attempts and any lock. `None` when
@@ -244,10 +246,7 @@ impl Store {
         if n != 1 {
             return Ok(None);
         }
-        record(&mut tx, &audit.target(id)).await?;
-        let user = fetch_in(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(Some(user))
+        Ok(Some(commit_audited(tx, id, audit).await?))
     }
 
     /// Clears failed attempts and the lock. `None` when there is no such user.
@@ -270,10 +269,7 @@ impl Store {
         if n != 1 {
             return Ok(None);
         }
-        record(&mut tx, &audit.target(id)).await?;
-        let user = fetch_in(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(Some(user))
+        Ok(Some(commit_audited(tx, id, audit).await?))
     }
 
     /// Deletes a user read at `expected_version`.
