@@ -356,6 +356,7 @@ mod state;
 pub mod timefmt;
 pub mod token;
 mod types;
+pub mod vpp;
 
 pub use apns::{ApnsStats, PushReceiver, PushRecord, PushRegistration, PushWake};
 pub use clock::SimClock;
@@ -366,4 +367,9 @@ pub use sim::{AppleSim, REQUEST_LOG_CAPACITY};
 pub use types::{
     DeviceChange, DeviceFamily, DeviceSpec, Endpoint, ErrorStyle, Fault, FaultKind, MoveStyle, OrgId, OrgKind,
     RequestRecord, RetryAfter, ServerId, SimCredentials, SimDevice, SimError, ThrottlePolicy,
+};
+pub use vpp::{
+    VppAssetInfo, VppAssetSpec, VppAssignee, VppAssignment, VppEventFailure, VppEventInfo, VppEventStatus,
+    VppEventType, VppFault, VppFaultKind, VppLimits, VppLocationId, VppLocationInfo, VppMdmInfo, VppPlatform,
+    VppPricing, VppProductType,
 };

@@ -75,6 +75,10 @@ pub(crate) struct Inner {
     pub apns: ApnsState,
     /// The simulated "Apple iPhone Device CA" that issues device identities (made on first use).
     pub device_ca: Mutex<Option<Arc<crate::pushcert::Ca>>>,
+    /// Apps and Books: locations, tokens, assets, assignments, events.
+    pub vpp: Mutex<crate::vpp::VppWorld>,
+    /// Injected Apps and Books faults, in order.
+    pub vpp_faults: Mutex<VecDeque<crate::vpp::VppFault>>,
 }
 
 /// The simulator: Apple Business Manager's administrator side (in-process methods and an
@@ -123,6 +127,8 @@ impl AppleSim {
                 push_certs: RwLock::new(PushCerts::default()),
                 apns: ApnsState::new(),
                 device_ca: Mutex::new(None),
+                vpp: Mutex::new(crate::vpp::VppWorld::new()),
+                vpp_faults: Mutex::new(VecDeque::new()),
             }),
         }
     }
@@ -379,7 +385,8 @@ impl AppleSim {
         c.rotate_every = rotate_every.filter(|&n| n > 0);
     }
 
-    /// Every DEP request received (the newest last, at most [`REQUEST_LOG_CAPACITY`]).
+    /// Every DEP and Apps and Books (`/mdm/v2/…`) request received (the newest last, at most
+    /// [`REQUEST_LOG_CAPACITY`]).
     pub fn requests(&self) -> Vec<RequestRecord> {
         lock(&self.inner.requests).iter().cloned().collect()
     }

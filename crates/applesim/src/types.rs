@@ -382,20 +382,22 @@ pub enum FaultKind {
     GoAway,
 }
 
-/// One DEP request as the simulator saw it.
+/// One DEP or Apps and Books request as the simulator saw it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RequestRecord {
     /// HTTP method.
     pub method: String,
     /// Request path (without query).
     pub path: String,
-    /// The endpoint, if the path and method matched one.
+    /// The DEP endpoint, if the path and method matched one (`None` for Apps and Books
+    /// requests: their `path` starts with `/mdm/v2/`).
     pub endpoint: Option<Endpoint>,
     /// `X-Server-Protocol-Version` as sent.
     pub protocol_version: Option<String>,
     /// `User-Agent` as sent.
     pub user_agent: Option<String>,
-    /// Number of serials in the request body (`devices` array), where applicable.
+    /// Number of serials in the request body (the DEP's `devices` array, Apps and Books'
+    /// `serialNumbers`), where applicable.
     pub serials: Option<usize>,
     /// HTTP status answered; `None` when the connection was dropped.
     pub status: Option<u16>,
@@ -453,4 +455,10 @@ pub enum SimError {
     /// No device registered this push token.
     #[error("unknown device token {0}")]
     UnknownPushToken(String),
+    /// No such Apps and Books location.
+    #[error("unknown Apps and Books location {0}")]
+    UnknownVppLocation(crate::vpp::VppLocationId),
+    /// The text is not a location token this simulator made.
+    #[error("unknown Apps and Books token: it is not the content of a .vpptoken file downloaded from this simulator")]
+    UnknownVppToken,
 }
