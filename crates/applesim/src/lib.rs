@@ -357,6 +357,7 @@ pub mod timefmt;
 pub mod token;
 mod types;
 pub mod vpp;
+mod vppapi;
 
 pub use apns::{ApnsStats, PushReceiver, PushRecord, PushRegistration, PushWake};
 pub use clock::SimClock;

@@ -1,4 +1,5 @@
-//! The listeners: DEP API at the root and admin API under `/abm` on one, APNs on another.
+//! The listeners: DEP API at the root, Apps and Books under `/mdm/v2` and admin API under
+//! `/abm` on one, APNs on another.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +23,9 @@ pub struct RunningSim {
     pub base_url: String,
     /// The bound address of the DEP and admin listener.
     pub addr: SocketAddr,
+    /// `{base_url}/mdm/v2`: the Apps and Books API v2 base URL (Apple's
+    /// `https://vpp.itunes.apple.com/mdm/v2`).
+    pub vpp_url: String,
     /// `https://127.0.0.1:PORT`, no trailing slash: the APNs base URL (HTTP/2 over TLS with
     /// a client certificate; trust [`AppleSim::apns_ca_pem`]).
     pub apns_url: String,
@@ -60,8 +64,11 @@ pub(crate) fn host_port(addr: SocketAddr) -> String {
 }
 
 pub(crate) fn router(sim: AppleSim) -> Router {
+    let vpp = axum::routing::any(crate::vppapi::entry);
     Router::new()
         .nest("/abm", crate::admin::router())
+        .route(crate::vppapi::PREFIX, vpp.clone())
+        .route(&format!("{}/{{*rest}}", crate::vppapi::PREFIX), vpp)
         .fallback(crate::dep::dep_entry)
         .with_state(sim)
 }
@@ -111,6 +118,7 @@ impl AppleSim {
         });
         let apns = tokio::spawn(crate::apns::accept_loop(self.clone(), apns_listener, stopped));
         Ok(RunningSim {
+            vpp_url: format!("{base_url}{}", crate::vppapi::PREFIX),
             base_url,
             addr,
             apns_url: crate::apns::https_url(apns_addr),
