@@ -29,7 +29,9 @@ impl From<SimError> for AdminError {
             | SimError::UnknownServer(_)
             | SimError::UnknownDevice(_)
             | SimError::UnknownTopic(_)
-            | SimError::UnknownPushToken(_) => StatusCode::NOT_FOUND,
+            | SimError::UnknownPushToken(_)
+            | SimError::UnknownVppLocation(_)
+            | SimError::UnknownVppToken => StatusCode::NOT_FOUND,
             SimError::AppleIdMismatch(_) => StatusCode::FORBIDDEN,
             SimError::Crypto(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
@@ -44,11 +46,11 @@ impl IntoResponse for AdminError {
     }
 }
 
-fn bad(msg: impl Into<String>) -> AdminError {
+pub(crate) fn bad(msg: impl Into<String>) -> AdminError {
     AdminError(StatusCode::BAD_REQUEST, msg.into())
 }
 
-fn not_found(msg: impl Into<String>) -> AdminError {
+pub(crate) fn not_found(msg: impl Into<String>) -> AdminError {
     AdminError(StatusCode::NOT_FOUND, msg.into())
 }
 
@@ -61,7 +63,7 @@ fn no_content() -> Res {
 }
 
 /// Parse a JSON body ourselves so that errors come back as `{"error": …}`.
-fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, AdminError> {
+pub(crate) fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, AdminError> {
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}".as_slice()
     } else {
@@ -108,6 +110,7 @@ pub(crate) fn router() -> Router<AppleSim> {
         .route("/push-tokens/{token}", axum::routing::delete(unregister_push_token))
         .route("/pushes", get(pushes).delete(clear_pushes))
         .route("/push-stats", get(push_stats))
+        .merge(crate::vppadmin::router())
 }
 
 #[derive(Deserialize)]

@@ -357,6 +357,7 @@ pub mod timefmt;
 pub mod token;
 mod types;
 pub mod vpp;
+mod vppadmin;
 mod vppapi;
 
 pub use apns::{ApnsStats, PushReceiver, PushRecord, PushRegistration, PushWake};

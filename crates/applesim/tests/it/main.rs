@@ -14,3 +14,4 @@ mod pushkit;
 mod scale;
 mod session;
 mod token;
+mod vpp;
