@@ -1,4 +1,4 @@
-//! # applesim: a simulator of Apple's side of Automated Device Enrollment
+//! # applesim: a simulator of Apple's side of Automated Device Enrollment and Apps and Books
 //!
 //! `applesim` plays Apple for an MDM server under test. It simulates:
 //!
@@ -19,6 +19,10 @@
 //!   an enrollment link (profile, SCEP, check-ins) or activate through Automated Device
 //!   Enrollment as ABM devices (signed MachineInfo, sign-in page, DeviceConfigured), and
 //!   answer its commands when pushed.
+//! * **Apps and Books** (formerly VPP; see [`vpp`]): locations with their content tokens
+//!   (`.vpptoken` files), licences and assignments, and the App and Book Management API v2
+//!   that MDM servers call at `https://vpp.itunes.apple.com/mdm/v2`, served here under
+//!   `/mdm/v2` ([`RunningSim::vpp_url`]).
 //!
 //! It is an independent peer written from Apple's documented behaviour. It shares no code
 //! with the MDM server it tests, so a misunderstanding on the client side is not mirrored
@@ -26,7 +30,8 @@
 //! so a million devices fit comfortably.
 //!
 //! Tests drive it in process through [`AppleSim`]. Other tools can use the admin HTTP API
-//! or the `applesim serve` binary.
+//! or the `applesim serve` binary (`applesim serve --vpp` also prints an Apps and Books
+//! location token).
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -204,6 +209,131 @@
 //! the reason. Every request is recorded ([`AppleSim::pushes`], at most
 //! [`apns::PUSH_LOG_CAPACITY`]) and counted ([`AppleSim::apns_stats`]).
 //!
+//! ## Apps and Books (under `/mdm/v2`; see [`vpp`])
+//!
+//! A location belongs to an organisation. It has a unique `uId` (16 decimal digits), a
+//! name, a country (`US` unless set), an optional `mdmInfo`, notification settings,
+//! assets (licences bought: `adamId`, App or Book, STDQ or PLUS, counts, platforms,
+//! device-assignable, revocable), assignments to serial numbers or `clientUserId`s, and a
+//! `versionId`. The wire format follows the contract shared with Russet's client
+//! (`vpp-wire.md`), which in turn follows Apple's documentation.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use applesim::{AppleSim, OrgKind, VppAssetSpec, VppFault, VppFaultKind, VppMdmInfo};
+//! let sim = AppleSim::new();
+//! let org = sim.create_org("Example Org", OrgKind::Business);
+//! let loc = sim.create_vpp_location(org, "Paris Office");
+//! sim.add_vpp_asset(loc, VppAssetSpec::app("361309726", 100))?;
+//! sim.add_vpp_asset(loc, VppAssetSpec::book("1058120411", 20))?;
+//! let token = sim.download_vpp_token(loc)?; // the .vpptoken file content
+//! let running = sim.serve("127.0.0.1:0".parse()?).await?;
+//! // The MDM server calls `{running.vpp_url}/client/config` with `Authorization: Bearer {token}`.
+//! sim.set_vpp_mdm_info(loc, Some(VppMdmInfo::new("other-id", "Other MDM", "")))?; // a takeover
+//! sim.push_vpp_faults(vec![VppFault::on("/assets", 1, VppFaultKind::too_many_requests(30))]);
+//! sim.clock().advance(time::Duration::days(366)); // every token of the location has expired
+//! # Ok(()) }
+//! ```
+//!
+//! **Tokens.** Each download ([`AppleSim::download_vpp_token`], or
+//! [`AppleSim::download_vpp_token_expiring`] with a chosen expiry) makes a new file: base64
+//! (standard, padded, no trailing newline) of `{"token","expDate","orgName"}`, where `token`
+//! is 48 random bytes in base64, `expDate` is `YYYY-MM-DDTHH:MM:SS+0000` (a year from the sim
+//! clock by default) and `orgName` is the organisation's name. The whole file content is the
+//! credential: `Authorization: Bearer <content>`. Every downloaded token stays valid until it
+//! expires by the sim clock or is revoked ([`AppleSim::revoke_vpp_token`],
+//! [`AppleSim::revoke_vpp_tokens`]).
+//!
+//! | Method and path | What it does |
+//! |---|---|
+//! | `GET /client/config` | `countryISO2ACode`, `defaultPlatform` (always `volumestore`), `locationName`, `mdmInfo` (absent until an MDM claims the location), `notificationAuthToken`, `notificationUrl`, `subscribedNotificationTypes`, `tokenExpirationDate` (of the token used), `uId`, `websiteURL` (`https://school.apple.com` for education organisations, `https://business.apple.com` otherwise). |
+//! | `POST /client/config` | Writes `mdmInfo` (`id` and `name` non-empty strings, `metadata` optional; else 9602), `notificationUrl` with `notificationAuthToken` (both or neither: 9710; an `https` URL: 9712; both `""` clears them) and `notificationTypes` (the four types of `/service/config`; else 9602). Absent or `null` keys change nothing. Everything is checked before anything changes. Answers like the GET. Notifications are stored, never sent. |
+//! | `GET /service/config` | No token needed. `errorCodes` (every number the simulator uses, with its message), `limits` ([`AppleSim::set_vpp_limits`]; 25, 1000, 1000 by default), `notificationTypes`, and `urls` built from the request's `Host` (and `X-Forwarded-Proto: https`). |
+//! | `GET /assets` | Filters `adamId`, `pricingParam`, `productType`, `revocable`, `deviceAssignable`, `min`/`maxAvailableCount`, `min`/`maxAssignedCount` (bounds included). Assets in purchase order. |
+//! | `GET /assignments` | Filters `adamId`, `serialNumber`, `clientUserId`, `sinceVersionId`. Assignments oldest first. |
+//! | `POST /assets/associate`, `/assets/disassociate`, `/assets/revoke` | Checked at once (table below); then `{"eventId","tokenExpirationDate","uId"}` and the work happens later. |
+//! | `GET /status?eventId=` | `eventId`, `eventStatus`, `eventType`, `numCompleted`, `numRequested`, `failures` (always present), `tokenExpirationDate`, `uId`. No `eventId`: 9602; an unknown one, or one of another location: 9708. |
+//!
+//! Behaviour common to every endpoint, in order: the request is recorded in
+//! [`AppleSim::requests`] (path `/mdm/v2/…`, `endpoint` `None`, `serials` = the number of
+//! `serialNumbers`); an injected fault applies; the token is checked (not for
+//! `/service/config`); a `POST` must have `Content-Type: application/json` (parameters
+//! allowed; else 415 9727); events of the location that are due are carried out; then the
+//! request is checked and answered. A known path with another method gets 405 9726; an
+//! unknown path under `/mdm/v2` gets 404 with an empty body. Errors are
+//! `{"errorNumber","errorMessage","errorInfo"?}` as `application/json`, with the contract's
+//! messages ([`vpp::vpp_error_message`]).
+//!
+//! | Token check | Answer |
+//! |---|---|
+//! | no `Authorization` header | 401 9601 |
+//! | not exactly one `Bearer <token>` (scheme in any case; a token without spaces) | 401 9722 |
+//! | a token this simulator never made (also the inner `token` alone, or a re-encoded file) | 401 9622 |
+//! | revoked (reported before expiry) | 401 9625 |
+//! | expired by the sim clock | 401 9621 |
+//!
+//! | Manage request check, in order | Answer (400) |
+//! |---|---|
+//! | body not a JSON object; `assets` not an array of objects with a digits-only string `adamId` and an optional `pricingParam` `STDQ`/`PLUS` (default `STDQ`); `serialNumbers`/`clientUserIds` not arrays of non-empty strings | 9602 |
+//! | no assets (associate, disassociate; for revoke none means all) | 9718 |
+//! | neither serial numbers nor users | 9719 |
+//! | more assets, users or serial numbers than the limits | 9700, 9701, 9702 |
+//! | the same asset, user or serial number twice | 9703, 9704, 9705 (`errorInfo` lists them) |
+//! | an asset the location does not have | 9602 (`errorInfo.assets`) |
+//! | associate a book (not device-assignable) with serial numbers | 9707 (`errorInfo.assets`) |
+//! | disassociate or revoke an asset that is not revocable | 9706 (`errorInfo.assets`) |
+//!
+//! ### Choices where Apple's behaviour is undocumented
+//!
+//! * **Events** are carried out [`vpp::DEFAULT_VPP_EVENT_DELAY`] (50 ms of real time,
+//!   [`AppleSim::set_vpp_event_delay`]) after they were accepted, in submission order,
+//!   lazily: at the latest when anything next looks at the location (any API call with one
+//!   of its tokens, or a Rust read such as [`AppleSim::vpp_assignments`]). There is no
+//!   background task, and the result is the same as if one had run. While
+//!   [`AppleSim::hold_vpp_events`] is on they stay `PENDING`.
+//! * **Items** are each asset × each serial number, then each user. An associate of
+//!   something already assigned completes and uses no licence (no 9616 failure). A
+//!   disassociate of something not assigned completes. When an asset has no licence left
+//!   the item fails with 9709 "Not enough licenses." and the others go on. A revoke without
+//!   assets has one item per device or user and takes back every revocable licence it
+//!   holds. `eventStatus` is `COMPLETE` when every item completed, `FAILED` when any
+//!   failed. Failures are flat: `{adamId, pricingParam, serialNumber|clientUserId,
+//!   errorNumber, errorMessage}`.
+//! * **Users** need no registration: any `clientUserId` is accepted (the users API is not
+//!   simulated).
+//! * **`versionId`** is a decimal counter per location, starting at 1. It goes up by one
+//!   for each purchase ([`AppleSim::add_vpp_asset`]) and each event or
+//!   [`AppleSim::add_vpp_assignments`] call that changed assignments. `sinceVersionId=N`
+//!   returns the current assignments made after version N. Removed ones do not appear. A
+//!   value that is not decimal or is above the current version gives 9721.
+//! * **Pages** hold [`vpp::DEFAULT_VPP_PAGE_SIZE`] records ([`AppleSim::set_vpp_page_size`]).
+//!   `size` is the number of matching records, `totalPages` is at least 1 (an empty result
+//!   is page 0 of 1), `nextPageIndex` is absent on the last page and a `pageIndex` past it
+//!   gives 9650.
+//! * **Query parameters** with a bad value give 9602 (booleans exactly `true`/`false`;
+//!   counts and `pageIndex` non-negative decimals; `pricingParam` and `productType` exactly
+//!   as served; `adamId` digits). A repeated one gives 9602. Unknown ones are ignored, and
+//!   so are unknown body keys.
+//! * **`tokenExpirationDate`** is in every answer (Apple documents it in the last 15 days
+//!   only). `retiredCount` is always 0; `availableCount` is total − retired − assigned.
+//!   Buying an `adamId` and pricing already owned adds licences and keeps its attributes.
+//!
+//! **Faults** ([`AppleSim::push_vpp_faults`]): a list of [`VppFault`]s, each with an
+//! optional path under `/mdm/v2` (exact: `/assets` does not match `/assets/associate`), a
+//! count and a [`VppFaultKind`]. A request takes the first entry that matches its path
+//! (or has none) and uses up one of its count. Kinds: an Apple error with any HTTP status
+//! and an optional `Retry-After` (shortcuts: `too_many_requests` 429 9646,
+//! `service_unavailable` 503 9603, `internal_error` 500 9603, `token_revoked` 401 9625,
+//! `token_invalid` 401 9622, `error_in_ok_body` 200 with an error body), `Slow`,
+//! `DropConnection`, `FailEvent` (the request is accepted but every item of its event fails
+//! with the given number, e.g. 9644 maintenance mode) and `Pass`. Faults apply before the
+//! token check.
+//!
+//! **By hand:** `applesim serve --vpp` gives the default organisation a location "Example
+//! Location" with Pages, Numbers, Keynote and a book (`--vpp-licenses N` each, 10 by
+//! default) and prints its token; `--vpp-token-file example.vpptoken` writes it to a file
+//! instead. Give the MDM server that token and the base URL `http://127.0.0.1:9800/mdm/v2`.
+//!
 //! ## Admin HTTP API (under `/abm`, JSON)
 //!
 //! | Route | Body → answer |
@@ -244,6 +374,18 @@
 //! | `DELETE /abm/push-tokens/{token}` | → 204; pushes to it then get 410 `Unregistered` |
 //! | `GET` or `DELETE /abm/pushes?last=N` | the APNs request log |
 //! | `GET /abm/push-stats` | → `{connections,handshake_failures,requests,delivered,rejected,server_errors,dropped}` |
+//! | `POST /abm/orgs/{org}/vpp-locations` | `{"name","country"?}` → `201 {"location_id","uid"}` |
+//! | `GET /abm/vpp-locations` | → every location ([`VppLocationInfo`]: `uid`, `name`, `country`, `mdm_info`, counts, `version_id`, `tokens_downloaded`, `tokens_valid`, `pending_events`) |
+//! | `GET` or `PUT /abm/vpp-locations/{loc}` | → the location; `PUT {"name"?,"country"?}` changes them |
+//! | `GET` or `POST /abm/vpp-locations/{loc}/assets` | → assets with counts; `POST` a [`VppAssetSpec`] (`{"adam_id","product_type":"App"\|"Book","total","pricing_param"?,"platforms"?,"device_assignable"?,"revocable"?}`) → the asset |
+//! | `GET` or `POST /abm/vpp-locations/{loc}/assignments` | → assignments; `POST {"adam_id","pricing_param"?,"serial_numbers"?,"client_user_ids"?}` → 204 (as earlier made elsewhere) |
+//! | `POST /abm/vpp-locations/{loc}/token` | `{"expires"?: RFC 3339}` → the `.vpptoken` content as `text/plain` (attachment `sToken_for_<name>.vpptoken`) |
+//! | `DELETE /abm/vpp-locations/{loc}/tokens` | → `{"revoked": n}`: every token of the location revoked |
+//! | `POST /abm/vpp-tokens/revoke` | the token file content as the raw body → 204 (404 for an unknown token) |
+//! | `GET`, `PUT` or `DELETE /abm/vpp-locations/{loc}/mdm-info` | `{"id","name","metadata"?}`: another MDM takes over, or the location is released |
+//! | `GET /abm/vpp-events/{event_id}` | → the event ([`VppEventInfo`]) |
+//! | `GET`, `POST` or `DELETE /abm/vpp-faults` | `POST {"faults":[{"path"?,"count"?,"kind",…}]}`; `kind` is `pass`, `error` (with `status` and `error_number`), `too_many_requests`, `service_unavailable`, `internal_error`, `token_revoked`, `token_invalid`, `error_in_ok_body`, `slow` (`millis`), `drop_connection` or `fail_event`; `retry_after_seconds` and `error_number` where they apply |
+//! | `GET` or `PUT /abm/vpp-settings` | `{"page_size"?,"max_assets"?,"max_client_user_ids"?,"max_serial_numbers"?,"event_delay_millis"?,"hold_events"?}` → the settings now |
 //!
 //! The faults body is `{"endpoint","faults":[…]}`.
 //!

@@ -1,4 +1,5 @@
-//! `applesim serve`: run the Apple ADE simulator as a stand-alone HTTP server.
+//! `applesim serve`: run the Apple ADE simulator as a stand-alone HTTP server (with
+//! `--vpp`, an Apps and Books location and its token too).
 //! `applesim devices`: the same, plus a fleet of simulated devices enrolled in an MDM server.
 
 use std::net::SocketAddr;
@@ -10,14 +11,14 @@ use applesim::devices::{
     ActivationOptions, ActivationOutcome, Credentials, DeviceKind, Fleet, FleetOptions, FleetStats, SignIn, Status,
     parse_mix,
 };
-use applesim::{AppleSim, DeviceFamily, DeviceSpec, OrgKind, ServerId};
+use applesim::{AppleSim, DeviceFamily, DeviceSpec, OrgId, OrgKind, ServerId, VppAssetSpec, VppLocationId};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
     name = "applesim",
     version,
-    about = "Simulator of Apple's side of Automated Device Enrollment (ABM + DEP API)"
+    about = "Simulator of Apple's side of device management: ABM and the DEP API, Apps and Books, push certificates, APNs, devices"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -28,7 +29,13 @@ struct Cli {
 // Parsed once per run: the size of the larger variant does not matter.
 #[allow(clippy::large_enum_variant)]
 enum Command {
-    /// Serve the DEP API (at the root) and the admin API (under /abm), and APNs.
+    /// Serve the DEP API (at the root), the Apps and Books API v2 (under /mdm/v2), the admin
+    /// API (under /abm), and APNs.
+    ///
+    /// With --vpp, the default organisation gets an Apps and Books location "Example
+    /// Location" with three apps and a book, and its location token (the content of a
+    /// .vpptoken file) is printed, or written to --vpp-token-file: give it to your MDM
+    /// server with the base URL http://LISTEN/mdm/v2.
     Serve {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9800")]
@@ -39,6 +46,16 @@ enum Command {
         /// Devices to buy for the default organisation and assign to the default MDM server.
         #[arg(long, default_value_t = 0)]
         devices: usize,
+        /// Create an Apps and Books location with sample assets and print its token.
+        #[arg(long)]
+        vpp: bool,
+        /// Licences of each sample asset (with --vpp).
+        #[arg(long, default_value_t = 10)]
+        vpp_licenses: u32,
+        /// Write the location token to this file (a .vpptoken) instead of printing it;
+        /// implies --vpp.
+        #[arg(long)]
+        vpp_token_file: Option<PathBuf>,
     },
     /// Everything `serve` does, plus simulated iPhones, iPads and Macs that enroll in your MDM
     /// server through an enrollment link and answer its commands.
@@ -143,7 +160,21 @@ async fn main() -> std::process::ExitCode {
             listen,
             apns_listen,
             devices,
-        } => match serve(listen, apns_listen, devices).await {
+            vpp,
+            vpp_licenses,
+            vpp_token_file,
+        } => match serve(
+            listen,
+            apns_listen,
+            devices,
+            VppArgs {
+                enabled: vpp || vpp_token_file.is_some(),
+                licenses: vpp_licenses,
+                token_file: vpp_token_file,
+            },
+        )
+        .await
+        {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("applesim: {e}");
@@ -527,7 +558,25 @@ async fn run_until_signal(
     Ok(())
 }
 
-async fn serve(listen: SocketAddr, apns_listen: SocketAddr, devices: usize) -> std::io::Result<()> {
+/// `serve`'s Apps and Books options.
+struct VppArgs {
+    enabled: bool,
+    licenses: u32,
+    token_file: Option<PathBuf>,
+}
+
+/// The sample location of `serve --vpp`: Pages, Numbers, Keynote and a book.
+fn vpp_location(sim: &AppleSim, org: OrgId, licenses: u32) -> Result<(VppLocationId, String), applesim::SimError> {
+    let loc = sim.try_create_vpp_location(org, "Example Location")?;
+    for adam_id in ["361309726", "361304891", "361285480"] {
+        sim.add_vpp_asset(loc, VppAssetSpec::app(adam_id, licenses))?;
+    }
+    sim.add_vpp_asset(loc, VppAssetSpec::book("1058120411", licenses))?;
+    let token = sim.download_vpp_token(loc)?;
+    Ok((loc, token))
+}
+
+async fn serve(listen: SocketAddr, apns_listen: SocketAddr, devices: usize, vpp: VppArgs) -> std::io::Result<()> {
     let sim = AppleSim::new();
     let org = sim.create_org("Example Org", OrgKind::Business);
     let server = sim.create_mdm_server(org, "Example MDM Server");
@@ -535,6 +584,17 @@ async fn serve(listen: SocketAddr, apns_listen: SocketAddr, devices: usize) -> s
         let serials = sim.add_devices(org, devices, DeviceSpec::default());
         sim.assign_devices(server, &serials).map_err(std::io::Error::other)?;
     }
+    let location = if vpp.enabled {
+        let (loc, token) = vpp_location(&sim, org, vpp.licenses).map_err(std::io::Error::other)?;
+        if let Some(path) = &vpp.token_file {
+            std::fs::write(path, format!("{token}\n")).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot write the token to {}: {e}", path.display()))
+            })?;
+        }
+        Some((loc, token))
+    } else {
+        None
+    };
     let running = sim.serve_with_apns(listen, apns_listen).await?;
     let b = &running.base_url;
     let a = &running.apns_url;
@@ -563,6 +623,28 @@ async fn serve(listen: SocketAddr, apns_listen: SocketAddr, devices: usize) -> s
     );
     println!("  curl -d '{{\"topic\":\"com.apple.mgmt.External.…\"}}' {b}/abm/push-tokens");
     println!("  curl {b}/abm/pushes?last=20");
+    let v = &running.vpp_url;
+    match &location {
+        Some((loc, token)) => {
+            let uid = sim.vpp_location(*loc).map(|l| l.uid).unwrap_or_default();
+            println!(
+                "Apps and Books (VPP) API v2: {v}  (location {loc} \"Example Location\", uId {uid}, 3 apps and 1 book, {} licences each)",
+                vpp.licenses
+            );
+            match &vpp.token_file {
+                Some(path) => println!("  location token written to {}", path.display()),
+                None => println!("  location token (.vpptoken content):\n{token}"),
+            }
+            let t = match &vpp.token_file {
+                Some(path) => format!("$(cat {})", path.display()),
+                None => "<token>".to_owned(),
+            };
+            println!("  curl -H \"Authorization: Bearer {t}\" {v}/client/config");
+            println!("  curl -X POST -o more.vpptoken {b}/abm/vpp-locations/{loc}/token   # another token");
+            println!("  curl {b}/abm/vpp-locations/{loc}/assignments");
+        }
+        None => println!("Apps and Books (VPP) API v2: {v}  (start with --vpp for a location and its token)"),
+    }
     println!("Stop with Ctrl-C.");
 
     wait_for_signal().await;
