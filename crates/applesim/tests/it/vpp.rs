@@ -584,6 +584,8 @@ async fn assignments_pages_filters_and_versions() {
 async fn associate_is_pending_then_complete_and_counts_follow() {
     let w = W::new().await;
     w.buy_catalogue();
+    // Without the hold the event would be due at once.
+    w.sim.set_vpp_event_delay(Duration::ZERO);
     w.sim.hold_vpp_events(true);
     let body = json!({"assets": [{"adamId": PAGES, "pricingParam": "STDQ"}, {"adamId": NUMBERS, "pricingParam": "STDQ"}],
                       "serialNumbers": ["C02A", "C02B"], "clientUserIds": ["ava"]});
@@ -957,17 +959,22 @@ async fn every_token_problem_is_a_401_with_its_number() {
 
     // Revoking one token leaves the others working; revoking all stops every one.
     let other = w.sim.download_vpp_token(w.loc).unwrap();
+    let stale = w
+        .sim
+        .download_vpp_token_expiring(w.loc, w.sim.clock().now() - time::Duration::minutes(1))
+        .unwrap();
+    assert_error(&w.get_as(path, Some(&format!("Bearer {stale}"))).await, 401, 9621);
     w.sim.revoke_vpp_token(&format!("{}\n", w.token)).unwrap();
     assert_error(&w.get(path).await, 401, 9625);
     assert_eq!(w.get_as(path, Some(&format!("Bearer {other}"))).await.status, 200);
     assert!(w.sim.revoke_vpp_token("not a token").is_err());
-    // short, past and other were not revoked yet.
-    assert_eq!(w.sim.revoke_vpp_tokens(w.loc).unwrap(), 3);
+    // short, past, other and stale were not revoked yet.
+    assert_eq!(w.sim.revoke_vpp_tokens(w.loc).unwrap(), 4);
     assert_error(&w.get_as(path, Some(&format!("Bearer {other}"))).await, 401, 9625);
     // Revoked is reported before expired.
-    assert_error(&w.get_as(path, Some(&format!("Bearer {past}"))).await, 401, 9625);
+    assert_error(&w.get_as(path, Some(&format!("Bearer {stale}"))).await, 401, 9625);
     let info = w.sim.vpp_location(w.loc).unwrap();
-    assert_eq!((info.tokens_downloaded, info.tokens_valid), (4, 0));
+    assert_eq!((info.tokens_downloaded, info.tokens_valid), (5, 0));
     // A new download works again.
     let fresh = w.sim.download_vpp_token(w.loc).unwrap();
     assert_eq!(w.get_as(path, Some(&format!("Bearer {fresh}"))).await.status, 200);
