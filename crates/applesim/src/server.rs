@@ -19,7 +19,8 @@ use crate::sim::AppleSim;
 /// stops both listeners too (without waiting).
 #[derive(Debug)]
 pub struct RunningSim {
-    /// `http://127.0.0.1:PORT`, no trailing slash: the DEP base URL (admin API under `/abm`).
+    /// `http://127.0.0.1:PORT`, no trailing slash: the DEP base URL (admin API under `/abm`,
+    /// Apps and Books under `/mdm/v2`).
     pub base_url: String,
     /// The bound address of the DEP and admin listener.
     pub addr: SocketAddr,
@@ -74,8 +75,8 @@ pub(crate) fn router(sim: AppleSim) -> Router {
 }
 
 impl AppleSim {
-    /// Serve the DEP API (at the root) and the admin HTTP API (under `/abm`) on `addr`, and
-    /// APNs on a free port of the same IP address; returns once both listen. `127.0.0.1:0`
+    /// Serve the DEP API (at the root), the Apps and Books API (under `/mdm/v2`) and the admin
+    /// HTTP API (under `/abm`) on `addr`, and APNs on a free port of the same IP address; returns once both listen. `127.0.0.1:0`
     /// picks a free port.
     pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<RunningSim> {
         self.serve_with_apns(addr, SocketAddr::new(addr.ip(), 0)).await
