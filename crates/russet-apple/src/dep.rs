@@ -22,9 +22,9 @@
 //! `Accept: application/json`. Requests are logged at debug level with method, path, status
 //! and latency; credentials, the `Authorization` header and session tokens are never logged.
 
-mod client;
+pub(crate) mod client;
 mod error;
-mod lenient;
+pub(crate) mod lenient;
 mod oauth;
 mod types;
 

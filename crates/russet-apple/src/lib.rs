@@ -20,8 +20,10 @@
 //! * [`mdm`]: the MDM protocol as the server sees it: check-in messages, command reports,
 //!   commands (typed or raw, validated against Apple's schema as data), the identity behind
 //!   a device's request, and the enrollment profile (`.mobileconfig`).
-//!
-//! Later additions: Apps and Books.
+//! * [`vpp`]: Apps and Books (VPP): the `.vpptoken` file and the API v2 client (location and
+//!   its claim by an MDM, assets, assignments, associate / disassociate / revoke and their
+//!   event status). Like [`dep`], a network client that sleeps between retries and reads the
+//!   system clock only for `Retry-After` dates; token expiry is judged with the caller's time.
 
 pub mod apns;
 mod ber;
@@ -31,3 +33,4 @@ pub mod mdm;
 pub mod push_cert;
 pub mod scep;
 pub mod server_token;
+pub mod vpp;

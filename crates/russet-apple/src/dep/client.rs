@@ -723,7 +723,7 @@ fn describe(error: &reqwest::Error, config: &DepConfig) -> String {
 }
 
 /// The messages of an error's sources, without repetitions.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut source = error.source();
     while let Some(cause) = source {
