@@ -22,6 +22,7 @@ pub mod crypto;
 pub mod devices;
 pub mod enrollment_links;
 mod error;
+pub mod health;
 pub mod jobs;
 pub mod leases;
 pub mod mdm;
@@ -29,6 +30,7 @@ pub mod profiles;
 pub mod push_cert;
 pub mod sync;
 pub mod users;
+pub mod vpp;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -260,6 +262,20 @@ impl Store {
             let _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").await;
         }
         self.pool.close().await;
+    }
+
+    /// The value of `key` in the settings table, storing `proposed` first if it has none
+    /// (so every process sharing the database reads the same value).
+    pub async fn setting_get_or_init(&self, key: &str, proposed: &str) -> Result<String, StoreError> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(proposed)
+            .execute(&self.pool)
+            .await?;
+        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {
