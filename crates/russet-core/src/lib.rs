@@ -1,6 +1,6 @@
 //! Russet's domain: the rules of enrollment program tokens, device sync, enrollment, the
-//! command queue, end users and their sign-in (and, in later issues, credential health), with
-//! an injected clock.
+//! command queue, end users and their sign-in, Apps and Books tokens and the health of every
+//! Apple credential, with an injected clock.
 //!
 //! `russet-core` decides what may change and why; it holds no SQL (that is `russet-store`)
 //! and no HTTP types (that is `russet-server`). Apple's formats come from `russet-apple`.
@@ -16,8 +16,10 @@ pub mod clock;
 pub mod devices;
 pub mod enroll;
 pub mod error;
+pub mod health;
 pub mod jobs;
 pub mod mdm;
+pub mod metrics;
 pub mod profiles;
 pub mod push;
 pub mod push_cert;
@@ -25,6 +27,7 @@ pub mod scep;
 pub mod scheduler;
 pub mod sync;
 pub mod users;
+pub mod vpp;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -95,6 +98,12 @@ pub struct Settings {
     pub user_lockout_attempts: u32,
     /// How long a locked user account stays locked.
     pub user_lockout_duration: Duration,
+    /// How to reach Apple's Apps and Books API.
+    pub vpp: russet_apple::vpp::VppConfig,
+    /// Automatic sync of every Apps and Books token.
+    pub vpp_sync_interval: Duration,
+    /// Credential health thresholds and notifications.
+    pub health: health::HealthSettings,
 }
 
 impl Default for Settings {
@@ -125,6 +134,9 @@ impl Default for Settings {
             configuration_stuck_after: Duration::hours(1),
             user_lockout_attempts: 5,
             user_lockout_duration: Duration::minutes(15),
+            vpp: russet_apple::vpp::VppConfig::default(),
+            vpp_sync_interval: Duration::hours(12),
+            health: health::HealthSettings::default(),
         }
     }
 }
@@ -150,6 +162,10 @@ pub struct Core {
     scep_ra: Arc<tokio::sync::RwLock<Option<Arc<scep::ScepRa>>>>,
     /// Certificate pins already checked.
     pins: mdm::SharedPinCache,
+    /// Sends webhook notifications, when the server gave one.
+    webhook: Option<Arc<dyn health::WebhookTransport>>,
+    /// Counts for the metrics endpoint.
+    pub counters: Arc<metrics::Counters>,
 }
 
 impl Core {
@@ -169,6 +185,8 @@ impl Core {
             device_ca: Arc::default(),
             scep_ra: Arc::default(),
             pins: Arc::default(),
+            webhook: None,
+            counters: Arc::default(),
         }
     }
 }

@@ -148,6 +148,10 @@ impl Core {
                 }
             }
         }
+        self.counters.add_pushes(
+            report.sent,
+            report.bad_token + report.certificate_refused + report.failed_transient,
+        );
         self.store.mdm_push_results(&sent, &failed, self.clock.now()).await?;
         Ok(report)
     }

@@ -1,5 +1,6 @@
 //! Background work: automatic delta syncs, retries of throttled assignments, purging
-//! devices removed from ABM long ago, and marking jobs of dead processes. Every process
+//! devices removed from ABM long ago, marking jobs of dead processes, Apps and Books syncs,
+//! credential health checks and their notifications. Every process
 //! runs the scheduler; leases make sure each piece of work runs once.
 
 use std::time::Duration as StdDuration;
@@ -60,6 +61,13 @@ impl Core {
             }
         }
         self.repush_round(now).await;
+        self.vpp_sync_due().await;
+        if let Err(e) = self.health_check().await {
+            tracing::warn!(error = %e, "cannot check credential health");
+        }
+        if let Err(e) = self.deliver_notifications().await {
+            tracing::warn!(error = %e, "cannot deliver notifications");
+        }
         let before = now - Duration::days(i64::from(self.settings.device_retention_days));
         match self.store.device_purge_removed(before).await {
             Ok(0) => {}
