@@ -115,6 +115,12 @@ pub const KEYS: &[KeySpec] = &[
                Enrollment (Apple's device CA; applesim's for tests); without it only the signature is checked",
     },
     KeySpec {
+        path: "apple.vpp_url",
+        kind: ValueKind::Str,
+        default: "https://vpp.itunes.apple.com/mdm/v2",
+        help: "Apple's Apps and Books (VPP) API v2; point it at applesim (<applesim>/mdm/v2) for tests and demos",
+    },
+    KeySpec {
         path: "mdm.organization",
         kind: ValueKind::Str,
         default: "Russet",
@@ -229,6 +235,55 @@ pub const KEYS: &[KeySpec] = &[
         help: "profile assignment requests in flight at once per token (1-16)",
     },
     KeySpec {
+        path: "sync.vpp_interval_hours",
+        kind: ValueKind::Int,
+        default: "12",
+        help: "automatic sync of every Apps and Books token's apps and licences (1-168); at least daily, so one \
+               failed sync does not flag the token",
+    },
+    KeySpec {
+        path: "health.critical_days",
+        kind: ValueKind::Int,
+        default: "7",
+        help: "a credential expiring within this many days is critical (the warning threshold is expiry_warning_days)",
+    },
+    KeySpec {
+        path: "health.sync_warning_hours",
+        kind: ValueKind::Int,
+        default: "24",
+        help: "a token with no successful sync for longer than this is sync_failing (warning)",
+    },
+    KeySpec {
+        path: "health.sync_critical_hours",
+        kind: ValueKind::Int,
+        default: "72",
+        help: "a token with no successful sync for this long is sync_failing (critical)",
+    },
+    KeySpec {
+        path: "health.webhook_url",
+        kind: ValueKind::Str,
+        default: "",
+        help: "http(s) URL that receives a signed JSON notification when a credential's health changes or it is renewed",
+    },
+    KeySpec {
+        path: "health.webhook_secret",
+        kind: ValueKind::Str,
+        default: "",
+        help: "HMAC-SHA256 key (at least 16 characters) of the X-Russet-Signature header; required with health.webhook_url",
+    },
+    KeySpec {
+        path: "health.webhook_max_attempts",
+        kind: ValueKind::Int,
+        default: "10",
+        help: "attempts before a notification is given up (1-100); retries wait 30 s, 1 min, 2 min, … up to an hour",
+    },
+    KeySpec {
+        path: "metrics.token",
+        kind: ValueKind::Str,
+        default: "",
+        help: "bearer token Prometheus must send to /metrics; empty leaves /metrics open (names and counts, no secrets)",
+    },
+    KeySpec {
         path: "users.lockout_attempts",
         kind: ValueKind::Int,
         default: "5",
@@ -267,6 +322,7 @@ impl Default for TlsConfig {
 #[serde(deny_unknown_fields)]
 pub struct AppleConfig {
     pub dep_url: String,
+    pub vpp_url: String,
     pub apns_url: String,
     pub apns_ca_file: Option<PathBuf>,
     pub device_ca_file: Option<PathBuf>,
@@ -276,6 +332,7 @@ impl Default for AppleConfig {
     fn default() -> Self {
         AppleConfig {
             dep_url: russet_apple::dep::APPLE_DEP_URL.to_string(),
+            vpp_url: russet_apple::vpp::APPLE_VPP_URL.to_string(),
             apns_url: russet_apple::apns::APNS_URL.to_string(),
             apns_ca_file: None,
             device_ca_file: None,
@@ -330,6 +387,7 @@ pub struct SyncConfig {
     pub page_size: u32,
     pub batch_devices: u32,
     pub assign_concurrency: u32,
+    pub vpp_interval_hours: u32,
 }
 
 impl Default for SyncConfig {
@@ -341,6 +399,7 @@ impl Default for SyncConfig {
             page_size: 1000,
             batch_devices: 10_000,
             assign_concurrency: 4,
+            vpp_interval_hours: 12,
         }
     }
 }
@@ -360,6 +419,38 @@ impl Default for UsersConfig {
             lockout_minutes: 15,
         }
     }
+}
+
+/// Credential health thresholds and notifications.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    pub critical_days: u32,
+    pub sync_warning_hours: u32,
+    pub sync_critical_hours: u32,
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<String>,
+    pub webhook_max_attempts: u32,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            critical_days: 7,
+            sync_warning_hours: 24,
+            sync_critical_hours: 72,
+            webhook_url: None,
+            webhook_secret: None,
+            webhook_max_attempts: 10,
+        }
+    }
+}
+
+/// The metrics endpoint.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub token: Option<String>,
 }
 
 /// The effective configuration.
@@ -383,6 +474,10 @@ pub struct Config {
     pub mdm: MdmConfig,
     #[serde(default)]
     pub users: UsersConfig,
+    #[serde(default)]
+    pub health: HealthConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -407,6 +502,8 @@ impl Default for Config {
             sync: SyncConfig::default(),
             mdm: MdmConfig::default(),
             users: UsersConfig::default(),
+            health: HealthConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -585,6 +682,12 @@ impl Config {
                 self.apple.dep_url
             )));
         }
+        if !(self.apple.vpp_url.starts_with("https://") || self.apple.vpp_url.starts_with("http://")) {
+            return Err(ConfigError::Invalid(format!(
+                "apple.vpp_url must be an http(s) URL (got {})",
+                self.apple.vpp_url
+            )));
+        }
         if !self.apple.apns_url.starts_with("https://") {
             return Err(ConfigError::Invalid(format!(
                 "apple.apns_url must be an https URL: the push certificate is a TLS client certificate (got {})",
@@ -631,6 +734,11 @@ impl Config {
             ("mdm.setup_stuck_minutes", self.mdm.setup_stuck_minutes, 1, 10_080),
             ("users.lockout_attempts", self.users.lockout_attempts, 1, 100),
             ("users.lockout_minutes", self.users.lockout_minutes, 1, 1440),
+            ("sync.vpp_interval_hours", self.sync.vpp_interval_hours, 1, 168),
+            ("health.critical_days", self.health.critical_days, 1, 365),
+            ("health.sync_warning_hours", self.health.sync_warning_hours, 1, 8760),
+            ("health.sync_critical_hours", self.health.sync_critical_hours, 1, 8760),
+            ("health.webhook_max_attempts", self.health.webhook_max_attempts, 1, 100),
         ];
         for (key, value, min, max) in ranges {
             if !(min..=max).contains(&value) {
@@ -644,6 +752,44 @@ impl Config {
                 "expiry_warning_days must be between 1 and 365 (got {})",
                 self.expiry_warning_days
             )));
+        }
+        if self.health.critical_days >= self.expiry_warning_days {
+            return Err(ConfigError::Invalid(format!(
+                "health.critical_days ({}) must be less than expiry_warning_days ({}), the warning threshold",
+                self.health.critical_days, self.expiry_warning_days
+            )));
+        }
+        if self.health.sync_warning_hours >= self.health.sync_critical_hours {
+            return Err(ConfigError::Invalid(format!(
+                "health.sync_warning_hours ({}) must be less than health.sync_critical_hours ({})",
+                self.health.sync_warning_hours, self.health.sync_critical_hours
+            )));
+        }
+        match (
+            self.health.webhook_url.as_deref(),
+            self.health.webhook_secret.as_deref(),
+        ) {
+            (Some(url), secret) => {
+                if !(url.starts_with("https://") || url.starts_with("http://")) || url.chars().any(char::is_whitespace)
+                {
+                    return Err(ConfigError::Invalid(format!(
+                        "health.webhook_url must be an http(s) URL (got {url})"
+                    )));
+                }
+                if secret.is_none_or(|s| s.chars().count() < 16) {
+                    return Err(ConfigError::Invalid(
+                        "health.webhook_url needs health.webhook_secret, at least 16 characters (e.g. the output of \
+                         `openssl rand -hex 32`), so the receiver can check each notification's signature"
+                            .into(),
+                    ));
+                }
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "health.webhook_secret is set but health.webhook_url is not: set both, or neither".into(),
+                ));
+            }
+            (None, None) => {}
         }
         Ok(())
     }
@@ -888,6 +1034,14 @@ mod tests {
                 cert: Some("c".into()),
                 key: Some("k".into()),
                 client_certificates: true,
+            },
+            health: HealthConfig {
+                webhook_url: Some("https://hooks.example.com/x".into()),
+                webhook_secret: Some("0123456789abcdef".into()),
+                ..HealthConfig::default()
+            },
+            metrics: MetricsConfig {
+                token: Some("t".into()),
             },
             apple: AppleConfig {
                 apns_ca_file: Some("ca".into()),

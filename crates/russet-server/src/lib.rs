@@ -1,6 +1,6 @@
 //! Russet's HTTP side: the admin API under `/api/v1` with its OpenAPI document, health
-//! checks, and (in later issues) the device-facing endpoints `/mdm`, `/scep`, `/enroll` and
-//! `/.well-known/…` and the web console.
+//! checks, Prometheus metrics at `/metrics`, the device-facing endpoints (`/mdm`, `/scep`,
+//! `/enroll`, …) and (in later issues) the web console.
 //!
 //! Handlers translate HTTP to calls on [`russet_core::Core`] and back; they hold no business
 //! rules. [`config`] reads `russet.toml`, the environment and flags; [`serve`] opens the
@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod metrics;
 pub mod serve;
 pub mod tls;
 
@@ -39,6 +40,10 @@ pub struct AppState {
     pub client_cert_header: Option<Arc<str>>,
     /// Checks `Mdm-Signature` headers, remembering the certificates of devices seen.
     pub mdm_signatures: Arc<russet_apple::mdm::SignatureVerifier>,
+    /// HTTP request counts and latencies for `/metrics`.
+    pub http_metrics: Arc<metrics::HttpMetrics>,
+    /// The bearer token `/metrics` requires, when configured.
+    pub metrics_token: Option<Arc<str>>,
 }
 
 /// How many device certificates the `Mdm-Signature` verifier remembers (their public keys,
@@ -80,8 +85,10 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::metrics))
         .nest("/api/v1", api::router(state.clone()))
         .merge(device::router())
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

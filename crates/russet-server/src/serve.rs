@@ -223,8 +223,63 @@ pub fn settings(config: &Config) -> Result<Settings, StartError> {
         configuration_stuck_after: time::Duration::minutes(i64::from(config.mdm.setup_stuck_minutes)),
         user_lockout_attempts: config.users.lockout_attempts,
         user_lockout_duration: time::Duration::minutes(i64::from(config.users.lockout_minutes)),
+        vpp: russet_apple::vpp::VppConfig {
+            base_url: config.apple.vpp_url.clone(),
+            user_agent: format!("russet/{}", env!("CARGO_PKG_VERSION")),
+            ..russet_apple::vpp::VppConfig::default()
+        },
+        vpp_sync_interval: time::Duration::hours(i64::from(config.sync.vpp_interval_hours)),
+        health: russet_core::health::HealthSettings {
+            warning: time::Duration::days(i64::from(config.expiry_warning_days)),
+            critical: time::Duration::days(i64::from(config.health.critical_days)),
+            sync_warning: time::Duration::hours(i64::from(config.health.sync_warning_hours)),
+            sync_critical: time::Duration::hours(i64::from(config.health.sync_critical_hours)),
+            webhook: match (&config.health.webhook_url, &config.health.webhook_secret) {
+                (Some(url), Some(secret)) => Some(russet_core::health::WebhookSettings {
+                    url: url.clone(),
+                    secret: SecretString::from(secret.as_str()),
+                    max_attempts: config.health.webhook_max_attempts,
+                }),
+                _ => None,
+            },
+        },
         ..Settings::default()
     })
+}
+
+/// Sends webhook notifications with reqwest (10-second timeout, no redirects).
+struct ReqwestWebhook(reqwest::Client);
+
+impl russet_core::health::WebhookTransport for ReqwestWebhook {
+    fn send(
+        &self,
+        request: russet_core::health::WebhookRequest,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u16, String>> + Send + '_>> {
+        Box::pin(async move {
+            let mut builder = self.0.post(&request.url).body(request.body);
+            for (name, value) in &request.headers {
+                builder = builder.header(name.as_str(), value.as_str());
+            }
+            match builder.send().await {
+                Ok(response) => Ok(response.status().as_u16()),
+                Err(e) => Err(format!("the webhook could not be reached: {e}")),
+            }
+        })
+    }
+}
+
+fn webhook_transport() -> Result<ReqwestWebhook, StartError> {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(format!("russet/{}", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map(ReqwestWebhook)
+        .map_err(|e| {
+            StartError::Config(crate::config::ConfigError::Invalid(format!(
+                "cannot set up the webhook client: {e}"
+            )))
+        })
 }
 
 /// The roots MachineInfo signatures must chain to (`apple.device_ca_file`).
@@ -357,11 +412,16 @@ pub async fn start(config: &Config, options: StartOptions) -> Result<RunningServ
         config.effective_public_url()
     };
     core.settings.public_url = public_url.clone();
+    if core.settings.health.webhook.is_some() {
+        core.set_webhook_transport(Arc::new(webhook_transport()?));
+    }
     let state = AppState {
         core: core.clone(),
         public_url: Arc::from(public_url.as_str()),
         client_cert_header: config.mdm.client_cert_header.as_deref().map(Arc::from),
         mdm_signatures: Arc::new(russet_apple::mdm::SignatureVerifier::new(crate::MDM_SIGNATURE_MEMORY)),
+        http_metrics: crate::metrics::new_http_metrics(),
+        metrics_token: config.metrics.token.as_deref().filter(|t| !t.is_empty()).map(Arc::from),
     };
     let service = app(state).into_make_service();
     let handle = Handle::new();

@@ -4,11 +4,13 @@
 pub mod ade_tokens;
 pub mod audit;
 pub mod devices;
+pub mod health;
 pub mod jobs;
 pub mod mdm;
 pub mod profiles;
 pub mod push_cert;
 pub mod users;
+pub mod vpp_tokens;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post, put};
@@ -25,7 +27,7 @@ pub const JSON_BODY_LIMIT: usize = 64 * 1024;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Russet admin API", description = "Manage Russet: enrollment program tokens and their device sync, ADE enrollment profiles and assignment, devices, jobs, the audit log, the MDM push certificate, enrollment links and commands, end users. \
+    info(title = "Russet admin API", description = "Manage Russet: enrollment program tokens and their device sync, ADE enrollment profiles and assignment, devices, jobs, the audit log, the MDM push certificate, enrollment links and commands, end users, Apps and Books tokens, credential health. \
         Every endpoint except the OpenAPI document needs `Authorization: Bearer <admin key>`."),
     paths(
         info,
@@ -38,6 +40,8 @@ pub const JSON_BODY_LIMIT: usize = 64 * 1024;
         push_cert::show, push_cert::new_csr, push_cert::pending_csr, push_cert::upload,
         mdm::create_link, mdm::list_links, mdm::revoke_link, mdm::enqueue, mdm::command, mdm::enrollments, mdm::enrollment, mdm::release,
         users::create, users::list, users::show, users::update, users::delete, users::set_password, users::unlock,
+        vpp_tokens::upload, vpp_tokens::renew, vpp_tokens::list, vpp_tokens::show, vpp_tokens::sync, vpp_tokens::delete, vpp_tokens::assets,
+        health::credentials, health::check, health::notifications,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&AdminKeyScheme),
@@ -52,6 +56,8 @@ pub const JSON_BODY_LIMIT: usize = 64 * 1024;
         (name = "commands", description = "MDM commands queued for enrolled devices and their results"),
         (name = "push-cert", description = "The MDM push certificate: CSR, upload, renewal keeping the topic"),
         (name = "users", description = "End users who sign in during Automated Device Enrollment (local accounts)"),
+        (name = "vpp-tokens", description = "Apps and Books (VPP) location tokens: upload, renew in place, sync of apps and books and their licences"),
+        (name = "health", description = "The health of every Apple credential, and the notifications sent when it changes"),
     )
 )]
 pub struct ApiDoc;
@@ -157,6 +163,22 @@ pub fn router(state: AppState) -> Router<AppState> {
         )
         .route("/users/{id}/password", put(users::set_password))
         .route("/users/{id}/unlock", post(users::unlock))
+        .route(
+            "/vpp-tokens",
+            get(vpp_tokens::list)
+                .post(vpp_tokens::upload)
+                .layer(DefaultBodyLimit::max(vpp_tokens::UPLOAD_BODY_LIMIT)),
+        )
+        .route("/vpp-tokens/{id}", get(vpp_tokens::show).delete(vpp_tokens::delete))
+        .route(
+            "/vpp-tokens/{id}/token",
+            put(vpp_tokens::renew).layer(DefaultBodyLimit::max(vpp_tokens::UPLOAD_BODY_LIMIT)),
+        )
+        .route("/vpp-tokens/{id}/sync", post(vpp_tokens::sync))
+        .route("/vpp-assets", get(vpp_tokens::assets))
+        .route("/health/credentials", get(health::credentials))
+        .route("/health/check", post(health::check))
+        .route("/health/notifications", get(health::notifications))
         .route_layer(middleware::from_fn_with_state(state, auth::require_admin));
     Router::new()
         .route("/openapi.json", get(openapi_json))
