@@ -53,6 +53,101 @@ pub enum Command {
     /// End users who sign in during Automated Device Enrollment (local accounts).
     #[command(subcommand)]
     User(UserCommand),
+    /// Apps and Books (VPP) location tokens: upload, renew in place, sync of apps and licences.
+    #[command(subcommand)]
+    VppToken(VppTokenCommand),
+    /// The health of every Apple credential (ADE tokens, push certificate, Apps and Books
+    /// tokens). Exit status: 0 all fine (or warnings only), 1 warnings with --fail-on warning,
+    /// 2 something critical or worse, 3 the server could not be asked. For cron and monitoring.
+    Status(StatusArgs),
+}
+
+/// Options of `russet status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Exit non-zero from this severity on: `critical` (default) or `warning`.
+    #[arg(long, value_name = "SEVERITY", default_value = "critical", value_parser = ["critical", "warning"])]
+    pub fail_on: String,
+    /// Also list the latest webhook notifications and their delivery.
+    #[arg(long)]
+    pub notifications: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// How a `.vpptoken` is given.
+#[derive(Debug, Args, Clone)]
+pub struct VppFileArgs {
+    /// The .vpptoken downloaded from Apple Business Manager (Preferences › Payments and Billing
+    /// › Apps and Books).
+    #[arg(long, value_name = "FILE.vpptoken")]
+    pub file: PathBuf,
+    /// The Managed Apple Account that downloaded it (needed to renew it next year).
+    #[arg(long)]
+    pub apple_id: Option<String>,
+    /// The location is managed by another MDM: take it over (Russet's becomes the managing MDM).
+    #[arg(long)]
+    pub take_over: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VppTokenCommand {
+    /// Add a location's token. A file for a location Russet already has is refused: renew that token.
+    Upload {
+        #[command(flatten)]
+        file: VppFileArgs,
+        /// Display name [default: the location's name].
+        #[arg(long)]
+        name: Option<String>,
+        /// business (Apple Business Manager) or education (Apple School Manager).
+        #[arg(long, default_value = "business")]
+        account_type: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Renew a token in place with a new file for the same location (before or after it expired):
+    /// same id, apps and assignments kept.
+    Renew {
+        id: i64,
+        #[command(flatten)]
+        file: VppFileArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List tokens with status, expiry, owner and licence counts.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// One token in detail.
+    Show {
+        id: i64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Sync a token's apps and books and their licence counts now.
+    Sync {
+        id: i64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a token. With licences it is refused, saying what would go, unless --confirm.
+    Delete {
+        id: i64,
+        /// Delete even though apps and licences go with it.
+        #[arg(long)]
+        confirm: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Apps and books, each once, with the licences of every token (or of one).
+    Apps {
+        /// Only this token's.
+        #[arg(long)]
+        token: Option<i64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// How a command gets a password: from standard input, or asked twice on the terminal.

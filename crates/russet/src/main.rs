@@ -12,6 +12,7 @@ mod output;
 mod profile;
 mod push_cert;
 mod user;
+mod vpp;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -39,6 +40,9 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(vpp::StatusExit(code)) = e.downcast_ref::<vpp::StatusExit>() {
+                return ExitCode::from(*code);
+            }
             match e.downcast_ref::<ApiFailure>() {
                 Some(api) => eprintln!("error: {api}"),
                 None => eprintln!("error: {e:#}"),
@@ -68,6 +72,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Profile(cmd) => profile::run(cmd).await,
         Command::Device(cmd) => device::run(cmd).await,
         Command::User(cmd) => user::run(cmd).await,
+        Command::VppToken(cmd) => vpp::run(cmd).await,
+        Command::Status(args) => vpp::status(args).await,
     }
 }
 
