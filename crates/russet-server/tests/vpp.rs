@@ -42,8 +42,11 @@ impl TestServer {
     }
 
     async fn vpp_token(&self, id: i64) -> Value {
-        self.json(self.req(Method::GET, &format!("/api/v1/vpp-tokens/{id}")), StatusCode::OK)
-            .await
+        self.json(
+            self.req(Method::GET, &format!("/api/v1/vpp-tokens/{id}")),
+            StatusCode::OK,
+        )
+        .await
     }
 }
 
@@ -52,8 +55,16 @@ async fn bad_files_are_refused_in_plain_words() {
     for db in TestDb::all("vpp::bad_files").await {
         let s = start(db).await;
         let cases: Vec<(String, StatusCode, &str)> = vec![
-            ("not base64 at all!".into(), StatusCode::UNPROCESSABLE_ENTITY, "vpp_token_not_base64"),
-            (STANDARD.encode("hello"), StatusCode::UNPROCESSABLE_ENTITY, "vpp_token_not_json"),
+            (
+                "not base64 at all!".into(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "vpp_token_not_base64",
+            ),
+            (
+                STANDARD.encode("hello"),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "vpp_token_not_json",
+            ),
             (
                 STANDARD.encode(r#"{"expDate":"2027-01-01T00:00:00+0000","orgName":"X"}"#),
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -71,16 +82,18 @@ async fn bad_files_are_refused_in_plain_words() {
             let e = s.json(s.vpp_upload(&file, &[]), status).await;
             if !expected.is_empty() {
                 assert_eq!(code(&e), expected, "{e}");
-                assert!(message(&e).contains("Apple Business Manager") || expected == "missing_file", "{e}");
+                assert!(
+                    message(&e).contains("Apple Business Manager") || expected == "missing_file",
+                    "{e}"
+                );
             }
         }
         // An expired file, and a well-formed file Apple does not know.
         let loc = s.sim.create_vpp_location(s.org, "Paris");
-        let expired = s
-            .sim
-            .download_vpp_token_expiring(loc, NOW - Duration::days(1))
-            .unwrap();
-        let e = s.json(s.vpp_upload(&expired, &[]), StatusCode::UNPROCESSABLE_ENTITY).await;
+        let expired = s.sim.download_vpp_token_expiring(loc, NOW - Duration::days(1)).unwrap();
+        let e = s
+            .json(s.vpp_upload(&expired, &[]), StatusCode::UNPROCESSABLE_ENTITY)
+            .await;
         assert_eq!(code(&e), "vpp_token_expired", "{e}");
         let unknown = STANDARD.encode(r#"{"token":"forged","expDate":"2027-01-01T00:00:00+0000","orgName":"X"}"#);
         let e = s.json(s.vpp_upload(&unknown, &[]), StatusCode::BAD_GATEWAY).await;
@@ -116,9 +129,16 @@ async fn tokens_from_upload_to_delete() {
         assert_eq!(out["token"]["owner"]["is_russet"], true, "{out}");
         assert_eq!(out["token"]["status"], "valid");
         let russet_mdm = sim.vpp_mdm_info(paris).expect("Russet wrote its mdmInfo");
-        assert_eq!(Some(russet_mdm.id.clone()), out["token"]["owner"]["id"].as_str().map(String::from));
+        assert_eq!(
+            Some(russet_mdm.id.clone()),
+            out["token"]["owner"]["id"].as_str().map(String::from)
+        );
         let t = s.vpp_sync(paris_id, StatusCode::OK).await;
-        assert_eq!((t["app_count"].as_i64(), t["licences_total"].as_i64()), (Some(2), Some(15)), "{t}");
+        assert_eq!(
+            (t["app_count"].as_i64(), t["licences_total"].as_i64()),
+            (Some(2), Some(15)),
+            "{t}"
+        );
 
         // Another MDM manages Lyon: refused, then taken over when asked.
         sim.set_vpp_mdm_info(lyon, Some(VppMdmInfo::new("other-mdm-1", "Other MDM", "4.2")))
@@ -127,12 +147,19 @@ async fn tokens_from_upload_to_delete() {
         let e = s.json(s.vpp_upload(&lyon_file, &[]), StatusCode::CONFLICT).await;
         assert_eq!(code(&e), "vpp_owned_by_other_mdm", "{e}");
         assert!(message(&e).contains("Other MDM"), "{e}");
-        assert_eq!(sim.vpp_mdm_info(lyon).unwrap().id, "other-mdm-1", "nothing written at Apple");
+        assert_eq!(
+            sim.vpp_mdm_info(lyon).unwrap().id,
+            "other-mdm-1",
+            "nothing written at Apple"
+        );
         let out = s
             .json(s.vpp_upload(&lyon_file, &[("take_over", "true")]), StatusCode::CREATED)
             .await;
         assert_eq!(out["taken_over_from"], "Other MDM");
-        assert_eq!(out["token"]["name"], "Lyon Office", "named after the location by default");
+        assert_eq!(
+            out["token"]["name"], "Lyon Office",
+            "named after the location by default"
+        );
         let lyon_id = out["token"]["id"].as_i64().unwrap();
         assert_eq!(sim.vpp_mdm_info(lyon).unwrap().id, russet_mdm.id);
         s.vpp_sync(lyon_id, StatusCode::OK).await;
@@ -151,7 +178,10 @@ async fn tokens_from_upload_to_delete() {
         let e = s.json(s.vpp_upload(&paris_file2, &[]), StatusCode::CONFLICT).await;
         assert_eq!(code(&e), "vpp_location_exists", "{e}");
         assert_eq!(e["error"]["details"]["existing_token_id"], paris_id);
-        assert!(message(&e).contains(&format!("russet vpp-token renew {paris_id}")), "{e}");
+        assert!(
+            message(&e).contains(&format!("russet vpp-token renew {paris_id}")),
+            "{e}"
+        );
 
         // Renewal before expiry: same id, apps kept.
         let out = s.json(s.vpp_renew(paris_id, &paris_file2, &[]), StatusCode::OK).await;
@@ -161,7 +191,9 @@ async fn tokens_from_upload_to_delete() {
         let again = s.json(s.vpp_renew(paris_id, &paris_file2, &[]), StatusCode::OK).await;
         assert_eq!(again["result"], "unchanged");
         // A file of another location is not a renewal.
-        let e = s.json(s.vpp_renew(paris_id, &lyon_file, &[]), StatusCode::CONFLICT).await;
+        let e = s
+            .json(s.vpp_renew(paris_id, &lyon_file, &[]), StatusCode::CONFLICT)
+            .await;
         assert_eq!(code(&e), "vpp_location_mismatch", "{e}");
         assert!(message(&e).contains(&format!("token {lyon_id}")), "{e}");
 
@@ -178,7 +210,11 @@ async fn tokens_from_upload_to_delete() {
         sim.push_vpp_faults(vec![VppFault::on("/assets", 1, VppFaultKind::too_many_requests(1))]);
         let t = s.vpp_sync(paris_id, StatusCode::OK).await;
         assert_eq!(t["sync"]["last_result"], "succeeded");
-        sim.push_vpp_faults(vec![VppFault::on("/client/config", 1, VppFaultKind::error_in_ok_body(9602))]);
+        sim.push_vpp_faults(vec![VppFault::on(
+            "/client/config",
+            1,
+            VppFaultKind::error_in_ok_body(9602),
+        )]);
         let e = s.vpp_sync(paris_id, StatusCode::BAD_GATEWAY).await;
         assert_eq!(code(&e), "apple_error", "an error inside a 200 answer is an error: {e}");
         assert_eq!(s.vpp_token(paris_id).await["status"], "valid");
@@ -199,7 +235,12 @@ async fn tokens_from_upload_to_delete() {
         assert_eq!(code(&e), "vpp_token_revoked", "{e}");
         let t = s.vpp_token(paris_id).await;
         assert_eq!(t["status"], "revoked");
-        assert!(t["status_message"].as_str().unwrap().contains(&format!("russet vpp-token renew {paris_id}")));
+        assert!(
+            t["status_message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("russet vpp-token renew {paris_id}"))
+        );
 
         // Renewal after expiry: a year later, with a new file; still the same token and apps.
         s.advance(Duration::days(400));
@@ -207,7 +248,10 @@ async fn tokens_from_upload_to_delete() {
         assert_eq!(t["status"], "revoked", "revoked stays the first thing to fix");
         let fresh = sim.download_vpp_token(paris).unwrap();
         let out = s
-            .json(s.vpp_renew(paris_id, &fresh, &[("apple_id", "apps2@example.com")]), StatusCode::OK)
+            .json(
+                s.vpp_renew(paris_id, &fresh, &[("apple_id", "apps2@example.com")]),
+                StatusCode::OK,
+            )
             .await;
         assert_eq!(out["result"], "renewed");
         assert_eq!(out["token"]["status"], "valid", "{out}");
@@ -241,8 +285,11 @@ async fn tokens_from_upload_to_delete() {
             .filter_map(|a| a["adam_id"].as_str())
             .collect();
         assert_eq!(ids, vec!["361309726"], "the app Lyon holds stays");
-        s.json(s.req(Method::GET, &format!("/api/v1/vpp-tokens/{paris_id}")), StatusCode::NOT_FOUND)
-            .await;
+        s.json(
+            s.req(Method::GET, &format!("/api/v1/vpp-tokens/{paris_id}")),
+            StatusCode::NOT_FOUND,
+        )
+        .await;
         let audit = s.audit().await;
         for action in ["vpp_token.create", "vpp_token.renew", "vpp_token.delete"] {
             assert!(audit.iter().any(|a| a["action"] == action), "{action} audited");

@@ -42,6 +42,14 @@ pub async fn start(test: &str) -> Vec<TestServer> {
 
 /// Russet with a vendor identity, pushing to applesim's APNs; `more` adjusts the config.
 pub async fn start_with(test: &str, more: impl Fn(&mut russet_server::config::Config, &Path)) -> Vec<TestServer> {
+    start_with_sim(test, |c, dir, _| more(c, dir)).await
+}
+
+/// Like [`start_with`], with applesim's running listeners given to `more` too.
+pub async fn start_with_sim(
+    test: &str,
+    more: impl Fn(&mut russet_server::config::Config, &Path, &applesim::RunningSim),
+) -> Vec<TestServer> {
     let mut out = Vec::new();
     for db in TestDb::all(test).await {
         let dir = db.path().to_path_buf();
@@ -60,7 +68,7 @@ pub async fn start_with(test: &str, more: impl Fn(&mut russet_server::config::Co
                 std::fs::write(&ca, sim.apns_ca_pem()).unwrap();
                 c.apple.apns_url = run.apns_url.clone();
                 c.apple.apns_ca_file = Some(ca);
-                more(c, &dir);
+                more(c, &dir, run);
             })
             .await,
         );
