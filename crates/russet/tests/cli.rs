@@ -850,3 +850,91 @@ fn users_through_the_cli() {
         assert!(s.ok(&["user", "list", "--json"]).contains("\"users\": []"));
     }
 }
+
+#[test]
+fn apps_and_books_tokens_and_status_through_the_cli() {
+    let apple = Apple::start();
+    let db = TestDb::sqlite();
+    let vpp_url = format!("{}/mdm/v2", apple.url());
+    let s = Serve::start(&db, &apple.url(), &[("RUSSET_APPLE_VPP_URL", &vpp_url)]);
+    let dir = db.path();
+    let now = apple.sim.clock().now();
+
+    // Nothing yet: all fine.
+    let out = s.cli(&["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("No Apple credentials yet"));
+
+    // A token expiring in 20 days: a warning, exit 0 unless --fail-on warning.
+    let paris = apple.sim.create_vpp_location(apple.org, "Paris Office");
+    apple
+        .sim
+        .add_vpp_asset(paris, applesim::VppAssetSpec::app("361309726", 10))
+        .unwrap();
+    let file = apple
+        .sim
+        .download_vpp_token_expiring(paris, now + time::Duration::days(20))
+        .unwrap();
+    let path = write(dir, "paris.vpptoken", file.as_bytes());
+    let out = s.ok(&["vpp-token", "upload", "--file", &path, "--apple-id", "apps@example.com"]);
+    assert!(out.contains("Added token 1."), "{out}");
+    let synced = s.ok(&["vpp-token", "sync", "1"]);
+    assert!(synced.contains("Synced: 1 apps and books"), "{synced}");
+    let list = s.ok(&["vpp-token", "list"]);
+    assert!(list.contains("Paris Office") && list.contains("expiring"), "{list}");
+    let apps = s.json(&["vpp-token", "apps"]);
+    assert_eq!(apps["assets"][0]["adam_id"], "361309726");
+    let out = s.cli(&["status"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("warning") && text.contains("russet vpp-token renew 1"),
+        "{text}"
+    );
+    assert_eq!(s.cli(&["status", "--fail-on", "warning"]).status.code(), Some(1));
+
+    // The same location again as a new token: refused, pointing at the renewal.
+    let again = apple.sim.download_vpp_token(paris).unwrap();
+    let again_path = write(dir, "paris2.vpptoken", again.as_bytes());
+    let err = s.fails(&["vpp-token", "upload", "--file", &again_path]);
+    assert!(err.contains("russet vpp-token renew 1"), "{err}");
+
+    // A token expiring in 5 days: critical, exit 2, for cron.
+    let lyon = apple.sim.create_vpp_location(apple.org, "Lyon Office");
+    let file = apple
+        .sim
+        .download_vpp_token_expiring(lyon, now + time::Duration::days(5))
+        .unwrap();
+    let path = write(dir, "lyon.vpptoken", file.as_bytes());
+    s.ok(&["vpp-token", "upload", "--file", &path]);
+    let out = s.cli(&["status"]);
+    assert_eq!(out.status.code(), Some(2));
+    let report = s.cli(&["status", "--json"]);
+    assert_eq!(report.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(v["severity"], "critical");
+    assert_eq!(v["credentials"][0]["status"], "critical", "worst first: {v}");
+
+    // Renewing both brings it back to 0; deleting needs --confirm when apps go with it.
+    let out = s.ok(&["vpp-token", "renew", "1", "--file", &again_path]);
+    assert!(out.contains("Renewed in place"), "{out}");
+    let lyon_new = apple.sim.download_vpp_token(lyon).unwrap();
+    let lyon_path = write(dir, "lyon2.vpptoken", lyon_new.as_bytes());
+    s.ok(&["vpp-token", "renew", "2", "--file", &lyon_path]);
+    assert_eq!(s.cli(&["status"]).status.code(), Some(0));
+    s.ok(&["vpp-token", "sync", "1"]);
+    let err = s.fails(&["vpp-token", "delete", "1"]);
+    assert!(err.contains("--confirm") && err.contains("361309726"), "{err}");
+    let out = s.ok(&["vpp-token", "delete", "1", "--confirm"]);
+    assert!(out.contains("Deleted."), "{out}");
+
+    // A server that cannot be asked: exit 3.
+    let (status, _) = s.stop();
+    assert!(status.success());
+    let out = cli_in(
+        dir,
+        &["status", "--server", "http://127.0.0.1:9"],
+        &[("RUSSET_API_KEY", "x")],
+    );
+    assert_eq!(out.status.code(), Some(3));
+}
