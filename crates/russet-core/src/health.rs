@@ -593,9 +593,9 @@ impl Core {
                 Some(e) => {
                     let previous = old.map(|o| o.status.clone()).unwrap_or_else(|| "none".into());
                     if c.severity >= Severity::Critical {
-                        tracing::error!(event = e, credential = %c.key, name = %c.name, status = c.status.as_str(), previous = %previous, message = %c.message, "credential health changed");
+                        tracing::error!(event = e, credential = %c.key, name = %c.name, status = c.status.as_str(), previous = %previous, what_to_do = %c.message, "credential health changed");
                     } else if c.severity == Severity::Warning {
-                        tracing::warn!(event = e, credential = %c.key, name = %c.name, status = c.status.as_str(), previous = %previous, message = %c.message, "credential health changed");
+                        tracing::warn!(event = e, credential = %c.key, name = %c.name, status = c.status.as_str(), previous = %previous, what_to_do = %c.message, "credential health changed");
                     } else {
                         tracing::info!(event = e, credential = %c.key, name = %c.name, status = c.status.as_str(), previous = %previous, "credential health changed");
                     }
