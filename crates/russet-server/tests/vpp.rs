@@ -171,7 +171,7 @@ async fn tokens_from_upload_to_delete() {
         let app = assets.iter().find(|a| a["adam_id"] == "361309726").unwrap();
         assert_eq!(app["licences"].as_array().unwrap().len(), 2);
         assert_eq!(app["total"], 13);
-        assert_eq!(app["platforms"].as_array().map(Vec::len).unwrap_or(0) > 0, true);
+        assert!(app["platforms"].as_array().map(Vec::len).unwrap_or(0) > 0);
 
         // A second file for Paris uploaded as a new token: refused, pointing at the token.
         let paris_file2 = sim.download_vpp_token(paris).unwrap();
