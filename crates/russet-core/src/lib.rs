@@ -166,6 +166,8 @@ pub struct Core {
     webhook: Option<Arc<dyn health::WebhookTransport>>,
     /// Counts for the metrics endpoint.
     pub counters: Arc<metrics::Counters>,
+    /// This installation's MDM id at Apple's Apps and Books service, read once.
+    vpp_mdm_id: Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl Core {
@@ -187,6 +189,7 @@ impl Core {
             pins: Arc::default(),
             webhook: None,
             counters: Arc::default(),
+            vpp_mdm_id: Arc::default(),
         }
     }
 }

@@ -329,12 +329,17 @@ impl Core {
     /// This installation's identity at Apple (`mdmInfo`), the same for every process
     /// sharing the database.
     async fn vpp_mdm_info(&self) -> Result<MdmInfo, CoreError> {
-        let mut fresh = [0u8; 16];
-        russet_store::crypto::random_bytes(&mut fresh).map_err(russet_store::StoreError::from)?;
         let id = self
-            .store
-            .setting_get_or_init(MDM_ID_SETTING, &format!("russet-{}", hex::encode(fresh)))
-            .await?;
+            .vpp_mdm_id
+            .get_or_try_init(|| async {
+                let mut fresh = [0u8; 16];
+                russet_store::crypto::random_bytes(&mut fresh).map_err(russet_store::StoreError::from)?;
+                self.store
+                    .setting_get_or_init(MDM_ID_SETTING, &format!("russet-{}", hex::encode(fresh)))
+                    .await
+            })
+            .await?
+            .clone();
         Ok(MdmInfo {
             id,
             name: format!("Russet ({})", self.settings.organization),
