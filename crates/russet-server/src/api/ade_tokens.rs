@@ -1,7 +1,7 @@
 //! `/api/v1/ade-tokens`: enrollment program tokens.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -135,28 +135,27 @@ pub async fn upload_server_token(
     ApiQuery(mut params): ApiQuery<UploadParams>,
     request: Request,
 ) -> Result<Json<UploadOutcome>, ApiError> {
-    let is_multipart = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
-    let file = if is_multipart {
-        let multipart = Multipart::from_request(request, &state)
-            .await
-            .map_err(|r| ApiError::bad_request("invalid_multipart", r.body_text()))?;
-        read_multipart(multipart, &mut params).await?
-    } else {
-        Bytes::from_request(request, &state).await.map_err(|r| match r {
-            axum::extract::rejection::BytesRejection::FailedToBufferBody(_) => ApiError::too_large(UPLOAD_BODY_LIMIT),
-            other => ApiError::bad_request("invalid_body", other.body_text()),
-        })?
-    };
-    if file.is_empty() {
-        return Err(ApiError::bad_request(
-            "missing_file",
-            "no server token in the request: send the .p7m file as the body, or as the `file` part of a multipart form",
-        ));
-    }
+    let file = super::upload::read_file(
+        &state,
+        request,
+        UPLOAD_BODY_LIMIT,
+        "server token (.p7m)",
+        |name, text| {
+            match name {
+                "apple_id" => params.apple_id = Some(text),
+                "force" => params.force = Some(super::upload::bool_field("force", &text)?),
+                "intent" => params.intent = Some(text),
+                other => {
+                    return Err(ApiError::bad_request(
+                        "invalid_multipart",
+                        format!("unknown form field \"{other}\": expected file, apple_id, force, intent"),
+                    ));
+                }
+            }
+            Ok(())
+        },
+    )
+    .await?;
     let intent = match params.intent.as_deref() {
         None | Some("") | Some("any") => UploadIntent::Any,
         Some("initial") => UploadIntent::Initial,
@@ -182,46 +181,6 @@ pub async fn upload_server_token(
         )
         .await?;
     Ok(Json(outcome))
-}
-
-async fn read_multipart(mut multipart: Multipart, params: &mut UploadParams) -> Result<Bytes, ApiError> {
-    let mut file: Option<Bytes> = None;
-    while let Some(field) = multipart.next_field().await? {
-        let name = field.name().unwrap_or("").to_string();
-        match name.as_str() {
-            "file" | "token" => {
-                if file.is_some() {
-                    return Err(ApiError::bad_request(
-                        "invalid_multipart",
-                        "send exactly one server token file",
-                    ));
-                }
-                file = Some(field.bytes().await?);
-            }
-            "apple_id" => params.apple_id = Some(field.text().await?),
-            "force" => {
-                let text = field.text().await?;
-                params.force = Some(match text.trim() {
-                    "true" | "1" | "yes" | "on" => true,
-                    "false" | "0" | "no" | "off" | "" => false,
-                    other => {
-                        return Err(ApiError::bad_request(
-                            "invalid_multipart",
-                            format!("force must be true or false (got \"{other}\")"),
-                        ));
-                    }
-                });
-            }
-            "intent" => params.intent = Some(field.text().await?),
-            other => {
-                return Err(ApiError::bad_request(
-                    "invalid_multipart",
-                    format!("unknown form field \"{other}\": expected file, apple_id, force, intent"),
-                ));
-            }
-        }
-    }
-    Ok(file.unwrap_or_default())
 }
 
 #[utoipa::path(

@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod mdm;
 pub mod profiles;
 pub mod push_cert;
+pub mod upload;
 pub mod users;
 pub mod vpp_tokens;
 

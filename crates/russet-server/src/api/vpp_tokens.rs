@@ -2,7 +2,7 @@
 //! apps and books they hold licences for.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -44,68 +44,22 @@ pub struct UploadParams {
 
 /// Reads the `.vpptoken` from a raw body or a multipart form, with its options.
 async fn read_upload(state: &AppState, request: Request, params: &mut UploadParams) -> Result<Bytes, ApiError> {
-    let is_multipart = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
-    let file = if is_multipart {
-        let mut multipart = Multipart::from_request(request, state)
-            .await
-            .map_err(|r| ApiError::bad_request("invalid_multipart", r.body_text()))?;
-        let mut file: Option<Bytes> = None;
-        while let Some(field) = multipart.next_field().await? {
-            let name = field.name().unwrap_or("").to_string();
-            match name.as_str() {
-                "file" | "token" => {
-                    if file.is_some() {
-                        return Err(ApiError::bad_request(
-                            "invalid_multipart",
-                            "send exactly one .vpptoken file",
-                        ));
-                    }
-                    file = Some(field.bytes().await?);
-                }
-                "name" => params.name = Some(field.text().await?),
-                "apple_id" => params.apple_id = Some(field.text().await?),
-                "account_type" => params.account_type = Some(field.text().await?),
-                "take_over" => {
-                    let text = field.text().await?;
-                    params.take_over = Some(match text.trim() {
-                        "true" | "1" | "yes" | "on" => true,
-                        "false" | "0" | "no" | "off" | "" => false,
-                        other => {
-                            return Err(ApiError::bad_request(
-                                "invalid_multipart",
-                                format!("take_over must be true or false (got \"{other}\")"),
-                            ));
-                        }
-                    });
-                }
-                other => {
-                    return Err(ApiError::bad_request(
-                        "invalid_multipart",
-                        format!(
-                            "unknown form field \"{other}\": expected file, name, apple_id, account_type, take_over"
-                        ),
-                    ));
-                }
+    super::upload::read_file(state, request, UPLOAD_BODY_LIMIT, ".vpptoken", |name, text| {
+        match name {
+            "name" => params.name = Some(text),
+            "apple_id" => params.apple_id = Some(text),
+            "account_type" => params.account_type = Some(text),
+            "take_over" => params.take_over = Some(super::upload::bool_field("take_over", &text)?),
+            other => {
+                return Err(ApiError::bad_request(
+                    "invalid_multipart",
+                    format!("unknown form field \"{other}\": expected file, name, apple_id, account_type, take_over"),
+                ));
             }
         }
-        file.unwrap_or_default()
-    } else {
-        Bytes::from_request(request, state).await.map_err(|r| match r {
-            axum::extract::rejection::BytesRejection::FailedToBufferBody(_) => ApiError::too_large(UPLOAD_BODY_LIMIT),
-            other => ApiError::bad_request("invalid_body", other.body_text()),
-        })?
-    };
-    if file.is_empty() {
-        return Err(ApiError::bad_request(
-            "missing_file",
-            "no token in the request: send the .vpptoken file as the body, or as the `file` part of a multipart form",
-        ));
-    }
-    Ok(file)
+        Ok(())
+    })
+    .await
 }
 
 fn upload_of<'a>(file: &'a [u8], params: &'a UploadParams) -> VppUpload<'a> {
